@@ -1,0 +1,261 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/go-floodgate/floodgate/scripts"
+)
+
+// DefaultPrefix is the prefix of every counter key unless WithPrefix says
+// otherwise: the tutorial's "requests.<identity>".
+const DefaultPrefix = "requests."
+
+// ErrInvalid is wrapped by every error about a caller's input (an empty key, a
+// bad Limit, a negative cost). Such a call sends nothing to Redis.
+var ErrInvalid = errors.New("invalid input")
+
+// Pool is the one method a Limiter needs of a connection pool. *redis.Pool has
+// it, and so do the pipelining Mux and the cluster adapter of floodgate's
+// sub-packages. The connection it returns must support redigo's
+// ConnWithContext.
+type Pool interface {
+	GetContext(ctx context.Context) (redis.Conn, error)
+}
+
+var _ Pool = (*redis.Pool)(nil)
+
+// fixedWindow is the decision script. Its SHA1 is computed once; DoContext
+// sends EVALSHA and falls back to EVAL when Redis answers NOSCRIPT, so a
+// restarted or flushed Redis heals on the next call.
+var fixedWindow = redis.NewScript(scripts.FixedWindowKeys, scripts.FixedWindow)
+
+// Limiter decides fixed-window rate limits on Redis. It is safe for concurrent
+// use by many goroutines; build it with New.
+type Limiter struct {
+	pool    Pool
+	prefix  string
+	timeout time.Duration
+}
+
+// Option configures a Limiter in New.
+type Option func(*Limiter)
+
+// WithPrefix sets the prefix put before every key (default DefaultPrefix).
+func WithPrefix(prefix string) Option { return func(l *Limiter) { l.prefix = prefix } }
+
+// WithTimeout bounds each call (waiting for a connection, dialing, writing and
+// reading together) by d, on top of the caller's context. Zero, the default,
+// leaves the bound to the caller's context alone.
+func WithTimeout(d time.Duration) Option { return func(l *Limiter) { l.timeout = d } }
+
+// New returns a Limiter over pool. It panics if pool is nil: that is a
+// programming error, not a runtime condition.
+func New(pool Pool, opts ...Option) *Limiter {
+	if pool == nil {
+		panic("limiter: New with a nil pool")
+	}
+	l := &Limiter{pool: pool, prefix: DefaultPrefix}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
+}
+
+// Prefix returns the prefix the Limiter puts before keys.
+func (l *Limiter) Prefix() string { return l.prefix }
+
+// Load loads the decision script into Redis's script cache. Call it at
+// start-up so that a script Redis rejects fails the boot rather than the first
+// request; decisions load it again by themselves whenever Redis lost it.
+func (l *Limiter) Load(ctx context.Context) error {
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	conn, err := l.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("limiter: load: get connection: %w", err)
+	}
+	defer conn.Close()
+	sha, err := redis.String(redis.DoContext(conn, ctx, "SCRIPT", "LOAD", scripts.FixedWindow))
+	if err != nil {
+		return fmt.Errorf("limiter: load: %w", err)
+	}
+	if sha != fixedWindow.Hash() {
+		return fmt.Errorf("limiter: load: redis returned sha %q, want %q", sha, fixedWindow.Hash())
+	}
+	return nil
+}
+
+// Ping checks that Redis answers.
+func (l *Limiter) Ping(ctx context.Context) error {
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	conn, err := l.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("limiter: ping: get connection: %w", err)
+	}
+	defer conn.Close()
+	if _, err := redis.DoContext(conn, ctx, "PING"); err != nil {
+		return fmt.Errorf("limiter: ping: %w", err)
+	}
+	return nil
+}
+
+// Allow decides one request of cost 1 for key under limit. It is AllowN(ctx,
+// key, limit, 1).
+func (l *Limiter) Allow(ctx context.Context, key string, limit Limit) (Result, error) {
+	return l.AllowN(ctx, key, limit, 1)
+}
+
+// AllowN decides a request of cost n for key under limit, in one round trip to
+// Redis. A denied request spends nothing. n may be 0 to read the window's
+// state without spending. Invalid input is an error wrapping ErrInvalid, and a
+// context already done is its error; neither sends anything to Redis.
+func (l *Limiter) AllowN(ctx context.Context, key string, limit Limit, n int) (Result, error) {
+	if err := validate(ctx, key, limit, n); err != nil {
+		return Result{}, err
+	}
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	conn, err := l.pool.GetContext(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("limiter: get connection: %w", err)
+	}
+	reply, err := fixedWindow.DoContext(ctx, conn, l.prefix+key, limit.Count, limit.periodMillis(), n)
+	conn.Close()
+	if err != nil {
+		return Result{}, fmt.Errorf("limiter: eval: %w", err)
+	}
+	return decode(reply, limit, n)
+}
+
+// Request is one decision of a batch given to AllowAll.
+type Request struct {
+	Key   string
+	Limit Limit
+	// N is the request's cost; AllowAll treats 0 as 1. Use AllowN to peek.
+	N int
+}
+
+func (r Request) cost() int {
+	if r.N == 0 {
+		return 1
+	}
+	return r.N
+}
+
+// AllowAll decides every request of reqs in one round trip (a pipeline on one
+// connection) and returns their results in order. Each is decided on its own:
+// a request denied under one key still spends under the others, as separate
+// Allow calls would. Errors are as for AllowN; if any request fails, AllowAll
+// returns the error and no results.
+func (l *Limiter) AllowAll(ctx context.Context, reqs ...Request) ([]Result, error) {
+	for _, r := range reqs {
+		if err := validate(ctx, r.Key, r.Limit, r.cost()); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	conn, err := l.pool.GetContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("limiter: get connection: %w", err)
+	}
+	defer conn.Close()
+	for _, r := range reqs {
+		if err := fixedWindow.SendHash(conn, l.prefix+r.Key, r.Limit.Count, r.Limit.periodMillis(), r.cost()); err != nil {
+			return nil, fmt.Errorf("limiter: send: %w", err)
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		return nil, fmt.Errorf("limiter: flush: %w", err)
+	}
+	replies := make([]interface{}, len(reqs))
+	var firstErr error
+	for i := range reqs {
+		// Every reply is read, even after an error, so that the connection
+		// goes back to the pool in step.
+		reply, err := redis.ReceiveContext(conn, ctx)
+		var rerr redis.Error
+		switch {
+		case err == nil:
+			replies[i] = reply
+		case !errors.As(err, &rerr):
+			// The connection failed: nothing more can be read from it.
+			return nil, fmt.Errorf("limiter: eval: %w", err)
+		case strings.HasPrefix(string(rerr), "NOSCRIPT "):
+			// Left nil: evaluated again below.
+		case firstErr == nil:
+			firstErr = fmt.Errorf("limiter: eval: %w", err)
+		}
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	results := make([]Result, len(reqs))
+	for i, r := range reqs {
+		reply := replies[i]
+		if reply == nil {
+			// Redis lost the script: EVAL it, which also caches it again.
+			if reply, err = fixedWindow.DoContext(ctx, conn, l.prefix+r.Key, r.Limit.Count, r.Limit.periodMillis(), r.cost()); err != nil {
+				return nil, fmt.Errorf("limiter: eval: %w", err)
+			}
+		}
+		if results[i], err = decode(reply, r.Limit, r.cost()); err != nil {
+			return nil, err
+		}
+	}
+	return results, nil
+}
+
+// Reset deletes key's counter, so that its next request starts a new window.
+func (l *Limiter) Reset(ctx context.Context, key string) error {
+	if key == "" {
+		return fmt.Errorf("limiter: reset: empty key: %w", ErrInvalid)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("limiter: reset: %w", err)
+	}
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	conn, err := l.pool.GetContext(ctx)
+	if err != nil {
+		return fmt.Errorf("limiter: reset: get connection: %w", err)
+	}
+	defer conn.Close()
+	if _, err := redis.DoContext(conn, ctx, "DEL", l.prefix+key); err != nil {
+		return fmt.Errorf("limiter: reset: %w", err)
+	}
+	return nil
+}
+
+func (l *Limiter) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if l.timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, l.timeout)
+}
+
+// validate checks a decision's input before anything is sent to Redis.
+func validate(ctx context.Context, key string, limit Limit, n int) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("limiter: empty key: %w", ErrInvalid)
+	case n < 0:
+		return fmt.Errorf("limiter: negative cost %d: %w", n, ErrInvalid)
+	case n > limit.Count && limit.Count >= 1:
+		return fmt.Errorf("limiter: cost %d exceeds the limit %v and could never be allowed: %w", n, limit, ErrInvalid)
+	}
+	if err := limit.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", err, ErrInvalid)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("limiter: %w", err)
+	}
+	return nil
+}
