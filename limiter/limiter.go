@@ -41,6 +41,7 @@ type Limiter struct {
 	pool    Pool
 	prefix  string
 	timeout time.Duration
+	denied  *denyCache // nil when off
 }
 
 // Option configures a Limiter in New.
@@ -53,6 +54,20 @@ func WithPrefix(prefix string) Option { return func(l *Limiter) { l.prefix = pre
 // reading together) by d, on top of the caller's context. Zero, the default,
 // leaves the bound to the caller's context alone.
 func WithTimeout(d time.Duration) Option { return func(l *Limiter) { l.timeout = d } }
+
+// WithDenyCache keeps, in this process, up to size keys whose window is
+// spent, and denies their requests locally until the window resets, without
+// asking Redis: a flood from one key over its limit then costs Redis one call
+// per window per process. The answer is exactly Redis's (see Reset for the
+// one exception). size <= 0 turns the cache off, which is the default.
+func WithDenyCache(size int) Option {
+	return func(l *Limiter) {
+		l.denied = nil
+		if size > 0 {
+			l.denied = newDenyCache(size)
+		}
+	}
+}
 
 // New returns a Limiter over pool. It panics if pool is nil: that is a
 // programming error, not a runtime condition.
@@ -120,18 +135,51 @@ func (l *Limiter) AllowN(ctx context.Context, key string, limit Limit, n int) (R
 	if err := validate(ctx, key, limit, n); err != nil {
 		return Result{}, err
 	}
+	full := l.prefix + key
+	start := time.Now()
+	if res, ok := l.cachedDenial(full, limit, n, start); ok {
+		return res, nil
+	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
 	conn, err := l.pool.GetContext(ctx)
 	if err != nil {
 		return Result{}, fmt.Errorf("limiter: get connection: %w", err)
 	}
-	reply, err := fixedWindow.DoContext(ctx, conn, l.prefix+key, limit.Count, limit.periodMillis(), n)
+	reply, err := fixedWindow.DoContext(ctx, conn, full, limit.Count, limit.periodMillis(), n)
 	conn.Close()
 	if err != nil {
 		return Result{}, fmt.Errorf("limiter: eval: %w", err)
 	}
-	return decode(reply, limit, n)
+	res, err := decode(reply, limit, n)
+	if err == nil {
+		l.remember(full, res, start)
+	}
+	return res, err
+}
+
+// Denied reports, from this Limiter's deny cache alone and without Redis,
+// whether key's window under limit is known to be spent; if so the Result is
+// the denial Redis would give. With the cache off it always reports false.
+// Middleware deciding several limits uses it to refuse a request without
+// spending the others.
+func (l *Limiter) Denied(key string, limit Limit) (Result, bool) {
+	return l.cachedDenial(l.prefix+key, limit, 1, time.Now())
+}
+
+// cachedDenial answers from the deny cache when it can.
+func (l *Limiter) cachedDenial(full string, limit Limit, n int, now time.Time) (Result, bool) {
+	if l.denied == nil || n == 0 {
+		return Result{}, false
+	}
+	return l.denied.get(full, limit, now)
+}
+
+// remember caches a spent window, from a decision sent at start.
+func (l *Limiter) remember(full string, res Result, start time.Time) {
+	if l.denied != nil && res.Remaining == 0 && res.ResetAfter > 0 {
+		l.denied.put(full, res.Limit, start.Add(res.ResetAfter))
+	}
 }
 
 // Request is one decision of a batch given to AllowAll.
@@ -160,6 +208,19 @@ func (l *Limiter) AllowAll(ctx context.Context, reqs ...Request) ([]Result, erro
 			return nil, err
 		}
 	}
+	results := make([]Result, len(reqs))
+	start := time.Now()
+	pending := make([]int, 0, len(reqs)) // the requests Redis must decide
+	for i, r := range reqs {
+		if res, ok := l.cachedDenial(l.prefix+r.Key, r.Limit, r.cost(), start); ok {
+			results[i] = res
+			continue
+		}
+		pending = append(pending, i)
+	}
+	if len(pending) == 0 {
+		return results, nil
+	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
 	conn, err := l.pool.GetContext(ctx)
@@ -167,7 +228,8 @@ func (l *Limiter) AllowAll(ctx context.Context, reqs ...Request) ([]Result, erro
 		return nil, fmt.Errorf("limiter: get connection: %w", err)
 	}
 	defer conn.Close()
-	for _, r := range reqs {
+	for _, i := range pending {
+		r := reqs[i]
 		if err := fixedWindow.SendHash(conn, l.prefix+r.Key, r.Limit.Count, r.Limit.periodMillis(), r.cost()); err != nil {
 			return nil, fmt.Errorf("limiter: send: %w", err)
 		}
@@ -175,16 +237,16 @@ func (l *Limiter) AllowAll(ctx context.Context, reqs ...Request) ([]Result, erro
 	if err := conn.Flush(); err != nil {
 		return nil, fmt.Errorf("limiter: flush: %w", err)
 	}
-	replies := make([]interface{}, len(reqs))
+	replies := make([]interface{}, len(pending))
 	var firstErr error
-	for i := range reqs {
-		// Every reply is read, even after an error, so that the connection
-		// goes back to the pool in step.
+	for j := range pending {
+		// Every reply is read, even after an error reply, so that the
+		// connection stays in step.
 		reply, err := redis.ReceiveContext(conn, ctx)
 		var rerr redis.Error
 		switch {
 		case err == nil:
-			replies[i] = reply
+			replies[j] = reply
 		case !errors.As(err, &rerr):
 			// The connection failed: nothing more can be read from it.
 			return nil, fmt.Errorf("limiter: eval: %w", err)
@@ -197,29 +259,35 @@ func (l *Limiter) AllowAll(ctx context.Context, reqs ...Request) ([]Result, erro
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	results := make([]Result, len(reqs))
-	for i, r := range reqs {
-		reply := replies[i]
+	for j, i := range pending {
+		r, reply := reqs[i], replies[j]
+		full := l.prefix + r.Key
 		if reply == nil {
 			// Redis lost the script: EVAL it, which also caches it again.
-			if reply, err = fixedWindow.DoContext(ctx, conn, l.prefix+r.Key, r.Limit.Count, r.Limit.periodMillis(), r.cost()); err != nil {
+			if reply, err = fixedWindow.DoContext(ctx, conn, full, r.Limit.Count, r.Limit.periodMillis(), r.cost()); err != nil {
 				return nil, fmt.Errorf("limiter: eval: %w", err)
 			}
 		}
 		if results[i], err = decode(reply, r.Limit, r.cost()); err != nil {
 			return nil, err
 		}
+		l.remember(full, results[i], start)
 	}
 	return results, nil
 }
 
 // Reset deletes key's counter, so that its next request starts a new window.
+// It also forgets key's entry in this Limiter's deny cache; other processes'
+// caches keep denying it until the window they saw resets.
 func (l *Limiter) Reset(ctx context.Context, key string) error {
 	if key == "" {
 		return fmt.Errorf("limiter: reset: empty key: %w", ErrInvalid)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("limiter: reset: %w", err)
+	}
+	if l.denied != nil {
+		l.denied.remove(l.prefix + key)
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()

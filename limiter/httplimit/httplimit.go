@@ -1,0 +1,273 @@
+// Package httplimit is HTTP middleware over a limiter.Limiter: a plain
+// func(http.Handler) http.Handler that works with net/http and chi.
+//
+// For each request it decides every Rule in one round trip to Redis, writes
+// X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset for the rule
+// closest to running out, and answers 429 Too Many Requests with Retry-After
+// when any rule denies. A limiter error is never answered with 429: the
+// FailMode decides, serving the request without limit headers (FailOpen) or
+// answering 503 Service Unavailable with Retry-After: 1 (FailClosed).
+//
+// The middleware is safe for concurrent use; it keeps no state of its own.
+package httplimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-floodgate/floodgate/limiter"
+)
+
+// FailMode says what to do with a request when the limiter fails (Redis down,
+// slow beyond the budget, or erring).
+type FailMode int
+
+const (
+	// FailOpen serves the request as if allowed, without limit headers.
+	FailOpen FailMode = iota
+	// FailClosed answers 503 with Retry-After: 1.
+	FailClosed
+)
+
+// ParseFailMode parses "open" or "closed".
+func ParseFailMode(s string) (FailMode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "open":
+		return FailOpen, nil
+	case "closed":
+		return FailClosed, nil
+	}
+	return 0, fmt.Errorf("httplimit: fail mode %q: want open or closed", s)
+}
+
+// String returns "open" or "closed".
+func (m FailMode) String() string {
+	if m == FailClosed {
+		return "closed"
+	}
+	return "open"
+}
+
+// Outcome is what the middleware did with one request.
+type Outcome int
+
+const (
+	// Allowed: every rule allowed the request.
+	Allowed Outcome = iota
+	// Denied: a rule denied it; answered 429.
+	Denied
+	// FailedOpen: the limiter failed; served under FailOpen.
+	FailedOpen
+	// FailedClosed: the limiter failed; answered 503 under FailClosed.
+	FailedClosed
+)
+
+// String names the outcome as metrics label it.
+func (o Outcome) String() string {
+	switch o {
+	case Allowed:
+		return "allowed"
+	case Denied:
+		return "denied"
+	case FailedOpen:
+		return "failed_open"
+	default:
+		return "failed_closed"
+	}
+}
+
+// Rule is one limit applied to requests.
+type Rule struct {
+	// Name says what the rule limits ("user", "ip"), for logs and metrics.
+	Name string
+	// Limit is the rule's limit.
+	Limit limiter.Limit
+	// Key returns the limiter key for a request. An error answers the request
+	// 400 Bad Request without asking Redis; return keys of fixed length (a
+	// hash) rather than client bytes.
+	Key func(r *http.Request) (string, error)
+}
+
+// Config configures New. Limiter and at least one Rule are required.
+type Config struct {
+	Limiter *limiter.Limiter
+	Rules   []Rule
+	// FailMode applies to limiter errors; the zero value is FailOpen.
+	FailMode FailMode
+	// OnError, if set, is told of every limiter error (for logging).
+	OnError func(r *http.Request, err error)
+	// Observe, if set, is told the outcome of every decision and how long the
+	// limiter took (for metrics).
+	Observe func(r *http.Request, o Outcome, took time.Duration)
+	// Denied, if set, writes the 429 response's body after the headers are
+	// set; by default the body is "Too Many Requests".
+	Denied http.Handler
+}
+
+// New returns middleware limiting requests by cfg. It panics when cfg has no
+// Limiter or no Rules, or a Rule without Key or with an invalid Limit: those
+// are programming errors.
+func New(cfg Config) func(http.Handler) http.Handler {
+	if cfg.Limiter == nil || len(cfg.Rules) == 0 {
+		panic("httplimit: New needs a Limiter and at least one Rule")
+	}
+	for _, r := range cfg.Rules {
+		if r.Key == nil {
+			panic("httplimit: Rule " + r.Name + " has no Key")
+		}
+		if err := r.Limit.Validate(); err != nil {
+			panic("httplimit: Rule " + r.Name + ": " + err.Error())
+		}
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			reqs := make([]limiter.Request, len(cfg.Rules))
+			for i, rule := range cfg.Rules {
+				key, err := rule.Key(r)
+				if err != nil {
+					http.Error(w, "Bad Request: "+err.Error(), http.StatusBadRequest)
+					return
+				}
+				reqs[i] = limiter.Request{Key: key, Limit: rule.Limit, N: 1}
+			}
+			// A limit already known spent refuses the request locally, without
+			// Redis and without spending the other limits.
+			for _, req := range reqs {
+				if res, ok := cfg.Limiter.Denied(req.Key, req.Limit); ok {
+					WriteHeaders(w.Header(), res)
+					if cfg.Observe != nil {
+						cfg.Observe(r, Denied, 0)
+					}
+					WriteDenied(w, r, res, cfg.Denied)
+					return
+				}
+			}
+			start := time.Now()
+			results, err := cfg.Limiter.AllowAll(r.Context(), reqs...)
+			took := time.Since(start)
+			if err != nil {
+				o := Fail(w, r, cfg.FailMode, err, cfg.OnError)
+				if cfg.Observe != nil {
+					cfg.Observe(r, o, took)
+				}
+				if o == FailedOpen {
+					next.ServeHTTP(w, r)
+				}
+				return
+			}
+			res := Binding(results)
+			WriteHeaders(w.Header(), res)
+			o := Allowed
+			if !res.Allowed {
+				o = Denied
+			}
+			if cfg.Observe != nil {
+				cfg.Observe(r, o, took)
+			}
+			if !res.Allowed {
+				WriteDenied(w, r, res, cfg.Denied)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// Fail applies mode to a limiter error: under FailClosed it answers 503 with
+// Retry-After: 1; under FailOpen it writes nothing and the caller serves the
+// request. It tells onError (if not nil) and returns the outcome. A request
+// whose own client went away is not the limiter's failure, but is answered
+// the same way.
+func Fail(w http.ResponseWriter, r *http.Request, mode FailMode, err error, onError func(*http.Request, error)) Outcome {
+	if onError != nil && !errors.Is(r.Context().Err(), context.Canceled) {
+		onError(r, err)
+	}
+	if mode == FailOpen {
+		return FailedOpen
+	}
+	w.Header()["Retry-After"] = one
+	http.Error(w, "Service Unavailable: rate limiter unavailable", http.StatusServiceUnavailable)
+	return FailedClosed
+}
+
+var one = []string{"1"}
+
+// Binding returns the result that governs a request decided under several
+// rules: a denial if any (the one lasting longest), else the allowance with
+// the fewest requests remaining (the one resetting last on a tie).
+func Binding(results []limiter.Result) limiter.Result {
+	best := results[0]
+	for _, r := range results[1:] {
+		switch {
+		case best.Allowed && !r.Allowed:
+			best = r
+		case !best.Allowed && !r.Allowed:
+			if r.RetryAfter > best.RetryAfter {
+				best = r
+			}
+		case best.Allowed && r.Allowed:
+			if r.Remaining < best.Remaining || (r.Remaining == best.Remaining && r.ResetAfter > best.ResetAfter) {
+				best = r
+			}
+		}
+	}
+	return best
+}
+
+// WriteHeaders sets X-RateLimit-Limit, X-RateLimit-Remaining and
+// X-RateLimit-Reset (whole seconds until the window resets, rounded up) from
+// res, and Retry-After (whole seconds, rounded up, at least 1) when res is a
+// denial.
+func WriteHeaders(h http.Header, res limiter.Result) {
+	h["X-Ratelimit-Limit"] = itoa(res.Limit.Count)
+	h["X-Ratelimit-Remaining"] = itoa(res.Remaining)
+	h["X-Ratelimit-Reset"] = itoa(ceilSeconds(res.ResetAfter))
+	if !res.Allowed {
+		retry := ceilSeconds(res.RetryAfter)
+		if retry < 1 {
+			retry = 1
+		}
+		h["Retry-After"] = itoa(retry)
+	}
+}
+
+// WriteDenied answers 429 Too Many Requests, with body written by body if it
+// is not nil. The rate-limit headers must already be set (WriteHeaders).
+func WriteDenied(w http.ResponseWriter, r *http.Request, res limiter.Result, body http.Handler) {
+	if body != nil {
+		w.Header().Del("Content-Length")
+		w.WriteHeader(http.StatusTooManyRequests)
+		body.ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "Too Many Requests", http.StatusTooManyRequests)
+}
+
+func ceilSeconds(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	return int((d + time.Second - 1) / time.Second)
+}
+
+// small holds the header values of small integers, so that writing the
+// headers of a typical decision allocates nothing.
+var small = func() [][]string {
+	s := make([][]string, 1024)
+	for i := range s {
+		s[i] = []string{strconv.Itoa(i)}
+	}
+	return s
+}()
+
+func itoa(n int) []string {
+	if n >= 0 && n < len(small) {
+		return small[n]
+	}
+	return []string{strconv.Itoa(n)}
+}

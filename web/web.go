@@ -1,0 +1,294 @@
+// Package web is floodgate's HTTP service: the tutorial's rate-limiting demo,
+// done right. New returns a chi router serving
+//
+//	GET /           the demo page (embedded; no CDN)
+//	GET /api/ping   PONG, 10 per 10s per browser by default; 406 without a
+//	                valid identity cookie, 429 over the limit
+//	GET /healthz    200 while the process runs
+//	GET /readyz     200 when Redis answers PING, else 503
+//	GET /metrics    Prometheus text format
+//
+// A browser is identified by the user-limiter cookie: 128 random bits and
+// their HMAC-SHA256 under the service's key, issued on any response to a
+// request without a valid one. A per-client-IP backstop limit caps what
+// minting fresh cookies can buy. The router holds no package-level state and
+// is safe for concurrent use.
+package web
+
+import (
+	"context"
+	"embed"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/go-floodgate/floodgate/limiter"
+	"github.com/go-floodgate/floodgate/limiter/httplimit"
+)
+
+//go:embed static
+var static embed.FS
+
+// Config is what New needs. Limiter, Limit and at least one key in Keys are
+// required.
+type Config struct {
+	// Limiter decides; its timeout is the decision budget.
+	Limiter *limiter.Limiter
+	// Limit applies to each browser identity.
+	Limit limiter.Limit
+	// IPLimit applies to each client IP (IPv6: each /64) whatever its
+	// cookies; the zero Limit turns the backstop off.
+	IPLimit limiter.Limit
+	// FailMode says how /api/ping answers when the limiter fails.
+	FailMode httplimit.FailMode
+	// Keys sign identity cookies: Keys[0] signs, all verify (key rotation).
+	// Each must be at least MinSecretLen bytes.
+	Keys [][]byte
+	// TrustedProxyHops is the number of proxies in front that append to
+	// X-Forwarded-For; 0 trusts no header.
+	TrustedProxyHops int
+	// Logger receives the service's logs; nil discards them.
+	Logger *slog.Logger
+	// Ready reports whether the service can decide; nil uses Limiter.Ping.
+	Ready func(ctx context.Context) error
+}
+
+type server struct {
+	cfg     Config
+	codec   *codec
+	log     *slog.Logger
+	metrics *metrics
+	errs    *errLog
+}
+
+type ctxKey int
+
+const (
+	identityKey ctxKey = iota
+	clientKey
+)
+
+// New returns the service's router. It panics on an invalid Config: a
+// missing Limiter, an invalid Limit, or a missing or short key.
+func New(cfg Config) http.Handler {
+	if cfg.Limiter == nil {
+		panic("web: Config.Limiter is nil")
+	}
+	codec, err := newCodec(cfg.Keys)
+	if err != nil {
+		panic(err.Error())
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = cfg.Limiter.Ping
+	}
+	s := &server{cfg: cfg, codec: codec, log: cfg.Logger, metrics: newMetrics()}
+	s.errs = newErrLog(cfg.Logger, 10*time.Second)
+
+	rules := []httplimit.Rule{{Name: "user", Limit: cfg.Limit, Key: userKey}}
+	if !cfg.IPLimit.IsZero() {
+		rules = append(rules, httplimit.Rule{Name: "ip", Limit: cfg.IPLimit, Key: s.ipKey})
+	}
+	limit := httplimit.New(httplimit.Config{
+		Limiter:  cfg.Limiter,
+		Rules:    rules,
+		FailMode: cfg.FailMode,
+		OnError:  s.onError,
+		Observe:  s.observe,
+	})
+
+	r := chi.NewRouter()
+	r.Use(s.logRequests, securityHeaders, s.identify)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
+	r.Get("/readyz", s.readyz)
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	r.With(requireIdentity).Method(http.MethodGet, "/api/ping", limit(http.HandlerFunc(pong)))
+	files, err := fs.Sub(static, "static")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	r.Method(http.MethodGet, "/*", cacheStatic(http.FileServerFS(files)))
+	return r
+}
+
+func pong(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "PONG") }
+
+func writeText(w http.ResponseWriter, code int, body string) {
+	h := w.Header()
+	h["Content-Type"] = textPlain
+	h["Cache-Control"] = noStore
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(body))
+}
+
+var (
+	textPlain = []string{"text/plain; charset=utf-8"}
+	noStore   = []string{"no-store"}
+)
+
+// identify verifies the identity cookie, putting the identity in the
+// request's context, and issues a fresh cookie when there is no valid one
+// (or re-issues one signed under a previous key).
+func (s *server) identify(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secure := s.isHTTPS(r)
+		if c, err := r.Cookie(CookieName); err == nil {
+			if id, current, ok := s.codec.decode(c.Value); ok {
+				if !current {
+					setCookie(w, s.codec.encode(id), secure)
+				}
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey, id)))
+				return
+			}
+			s.metrics.rejected.Inc()
+		}
+		setCookie(w, s.codec.encode(newIdentity()), secure)
+		s.metrics.issued.Inc()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requireIdentity answers 406 Not Acceptable to a request without a valid
+// identity, as the tutorial does; identify has already set a fresh cookie, so
+// a browser's next try works.
+func requireIdentity(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Context().Value(identityKey).(identity); !ok {
+			writeText(w, http.StatusNotAcceptable, "Not Acceptable: no valid user-limiter cookie; one has been set, so try again")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// userKey is the limiter key of the request's identity: its hash.
+func userKey(r *http.Request) (string, error) {
+	id, _ := r.Context().Value(identityKey).(identity)
+	return id.hash(), nil
+}
+
+func (s *server) ipKey(r *http.Request) (string, error) {
+	a, err := s.client(r)
+	if err != nil {
+		return "", err
+	}
+	return ipKey(a), nil
+}
+
+func (s *server) client(r *http.Request) (netip.Addr, error) {
+	return clientIP(r, s.cfg.TrustedProxyHops)
+}
+
+// isHTTPS reports whether the request came over HTTPS: directly, or as a
+// trusted proxy says in X-Forwarded-Proto.
+func (s *server) isHTTPS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if s.cfg.TrustedProxyHops == 0 {
+		return false
+	}
+	v := r.Header.Values("X-Forwarded-Proto")
+	return len(v) > 0 && v[len(v)-1] == "https"
+}
+
+func (s *server) onError(r *http.Request, err error) {
+	s.metrics.errors.Inc()
+	id, _ := r.Context().Value(identityKey).(identity)
+	s.errs.record(r.Context(), err, id.hash())
+}
+
+func (s *server) observe(_ *http.Request, o httplimit.Outcome, took time.Duration) {
+	s.metrics.byOutcome[o].Inc()
+	s.metrics.latency.Observe(took.Seconds())
+}
+
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := s.cfg.Ready(ctx); err != nil {
+		writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+		return
+	}
+	writeText(w, http.StatusOK, "ready")
+}
+
+// securityHeaders sets the page's Content-Security-Policy (its own origin
+// only), nosniff and a Referrer-Policy on every response.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h["Content-Security-Policy"] = csp
+		h["X-Content-Type-Options"] = nosniff
+		h["Referrer-Policy"] = referrer
+		h["X-Frame-Options"] = deny
+		next.ServeHTTP(w, r)
+	})
+}
+
+var (
+	csp = []string{"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " +
+		"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"}
+	nosniff  = []string{"nosniff"}
+	referrer = []string{"no-referrer"}
+	deny     = []string{"DENY"}
+)
+
+func cacheStatic(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// logRequests logs one line per request at debug level; it costs nothing
+// when debug is off.
+func (s *server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.log.Enabled(r.Context(), slog.LevelDebug) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		// The route's pattern, not the path: no client bytes reach the logs.
+		route := "unmatched"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
+			slog.String("method", methodName(r.Method)), slog.String("route", route),
+			slog.Int("status", sw.code), slog.Duration("took", time.Since(start)))
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// methodName returns r.Method for the standard methods and "other" for
+// anything a client invented.
+func methodName(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}
