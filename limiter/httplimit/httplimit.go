@@ -199,7 +199,7 @@ var one = []string{"1"}
 
 // Binding returns the result that governs a request decided under several
 // rules: a denial if any (the one lasting longest), else the allowance with
-// the fewest requests remaining (the one resetting last on a tie).
+// the fewest requests remaining (the first of them on a tie).
 func Binding(results []limiter.Result) limiter.Result {
 	best := results[0]
 	for _, r := range results[1:] {
@@ -211,7 +211,7 @@ func Binding(results []limiter.Result) limiter.Result {
 				best = r
 			}
 		case best.Allowed && r.Allowed:
-			if r.Remaining < best.Remaining || (r.Remaining == best.Remaining && r.ResetAfter > best.ResetAfter) {
+			if r.Remaining < best.Remaining {
 				best = r
 			}
 		}
