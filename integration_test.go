@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { redistest.Main(m) }
 
 // service runs the whole service in-process with env as its environment
 // and returns its base URL; it is shut down when the test ends.
-func service(t *testing.T, env map[string]string) (string, *bytes.Buffer) {
+func service(t *testing.T, env map[string]string) (string, *syncBuffer) {
 	t.Helper()
 	if _, ok := env["PORT"]; !ok {
 		env["PORT"] = "0"
@@ -45,7 +45,7 @@ func service(t *testing.T, env map[string]string) (string, *bytes.Buffer) {
 	})
 	select {
 	case a := <-addr:
-		return "http://127.0.0.1:" + strconv.Itoa(a.(*net.TCPAddr).Port), &logs.buf
+		return "http://127.0.0.1:" + strconv.Itoa(a.(*net.TCPAddr).Port), logs
 	case err := <-done:
 		t.Fatalf("run: %v", err)
 	case <-time.After(10 * time.Second):
@@ -57,6 +57,12 @@ func service(t *testing.T, env map[string]string) (string, *bytes.Buffer) {
 type syncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {

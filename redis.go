@@ -27,8 +27,8 @@ type backend struct {
 func openRedis(ctx context.Context, cfg config, log *slog.Logger) (*backend, error) {
 	dialOpts := []redis.DialOption{
 		redis.DialConnectTimeout(cfg.RedisTimeout),
-		redis.DialTLSSkipVerify(cfg.TLSSkipVerify),
-		redis.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}),
+		// One tls.Config: redigo ignores DialTLSSkipVerify when a config is given.
+		redis.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.TLSSkipVerify}),
 	}
 	var dial func(ctx context.Context) (redis.Conn, error)
 	var describe string

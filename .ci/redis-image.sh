@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a local Docker image of Debian's redis-server, since no registry can be
+# Builds a local Docker image of Debian's redis-server (and redis-cli), since no registry can be
 # reached here: the binary and every library ldd lists, imported as one layer.
 # Usage: .ci/redis-image.sh [image-name]   (default floodgate-redis:local)
 set -euo pipefail
@@ -10,7 +10,10 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/usr/bin" "$root/tmp" "$root/data" "$root/etc"
 chmod 1777 "$root/tmp"
 cp -L "$bin" "$root/usr/bin/redis-server"
-for lib in $(ldd "$bin" | grep -oE '/[^ ]+'); do
+# redis-cli too, for health checks (docker-compose's uses it).
+cli=$(command -v redis-cli)
+cp -L "$cli" "$root/usr/bin/redis-cli"
+for lib in $( (ldd "$bin"; ldd "$cli") | grep -oE '/[^ ]+' | sort -u); do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-floodgate/floodgate/internal/redistest"
+)
+
+// TestTwoInstancesOneIdentity: two service instances (separate pools and
+// processes' worth of state) share one Redis; one identity hammers both at
+// once; exactly the limit is admitted.
+func TestTwoInstancesOneIdentity(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Shared(t)
+	env := map[string]string{"RATE_LIMIT": "25", "RATE_WINDOW": "1m", "IP_RATE_LIMIT": "0"}
+	a, _ := service(t, redisEnv(t, srv, env))
+	b, _ := service(t, redisEnv(t, srv, copyEnv(env)))
+	// One browser's cookie, used against both instances (same SECRET_KEY).
+	client := browser(t)
+	get(t, client, a+"/")
+	var allowed, denied, other atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		base := a
+		if g%2 == 1 {
+			base = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				resp, err := client.Get(base + "/api/ping")
+				if err != nil {
+					other.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case 200:
+					allowed.Add(1)
+				case 429:
+					denied.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if allowed.Load() != 25 || denied.Load() != 160-25 || other.Load() != 0 {
+		t.Errorf("allowed %d denied %d other %d; want 25, 135, 0", allowed.Load(), denied.Load(), other.Load())
+	}
+}
+
+func copyEnv(m map[string]string) map[string]string {
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// TestBootWithoutRedis: the service starts while its Redis is down, serves
+// by the failure mode, says so in /readyz, and limits once Redis appears,
+// without a restart.
+func TestBootWithoutRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Kill(t)
+	base, logs := service(t, redisEnv(t, srv, map[string]string{"RATE_LIMIT": "3"}))
+	b := browser(t)
+	get(t, b, base+"/")
+	for i := 0; i < 5; i++ {
+		resp, body := get(t, b, base+"/api/ping")
+		if resp.StatusCode != 200 || body != "PONG" || resp.Header.Get("X-RateLimit-Limit") != "" {
+			t.Fatalf("Redis down, FAIL_MODE=open: %d %q limit header %q; want 200 PONG without limit headers",
+				resp.StatusCode, body, resp.Header.Get("X-RateLimit-Limit"))
+		}
+	}
+	if resp, _ := get(t, b, base+"/readyz"); resp.StatusCode != 503 {
+		t.Fatalf("/readyz with Redis down: %d", resp.StatusCode)
+	}
+	srv.Restart(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, _ := get(t, b, base+"/readyz")
+		if resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz not 200 5s after Redis started")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i, want := range []int{200, 200, 200, 429} {
+		resp, _ := get(t, b, base+"/api/ping")
+		if resp.StatusCode != want || resp.Header.Get("X-RateLimit-Limit") != "3" {
+			t.Fatalf("after Redis started, request %d: %d limit %q; want %d with limit headers", i, resp.StatusCode, resp.Header.Get("X-RateLimit-Limit"), want)
+		}
+	}
+	waitLog(t, logs, "decision script loaded")
+}
+
+// TestHealing: after SCRIPT FLUSH, and after Redis is killed and restarted on
+// the same address, the very next burst of concurrent requests is decided by
+// Redis, every one of them (limit headers on each), and exactly.
+func TestHealing(t *testing.T) {
+	srv := redistest.Start(t)
+	base, _ := service(t, redisEnv(t, srv, map[string]string{"RATE_LIMIT": "20", "RATE_WINDOW": "1m", "IP_RATE_LIMIT": "0"}))
+	burst := func(step string) {
+		b := browser(t)
+		get(t, b, base+"/")
+		var wg sync.WaitGroup
+		var allowed, denied, undecided atomic.Int64
+		for g := 0; g < 30; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := b.Get(base + "/api/ping")
+				if err != nil {
+					undecided.Add(1)
+					return
+				}
+				resp.Body.Close()
+				switch {
+				case resp.Header.Get("X-RateLimit-Limit") == "":
+					undecided.Add(1)
+				case resp.StatusCode == 200:
+					allowed.Add(1)
+				case resp.StatusCode == 429:
+					denied.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if allowed.Load() != 20 || denied.Load() != 10 || undecided.Load() != 0 {
+			t.Errorf("%s: allowed %d denied %d undecided %d; want 20, 10, 0", step, allowed.Load(), denied.Load(), undecided.Load())
+		}
+	}
+	burst("warm-up")
+	srv.Do(t, "SCRIPT", "FLUSH")
+	burst("after SCRIPT FLUSH")
+	srv.Kill(t)
+	srv.Restart(t)
+	burst("first burst after a restart")
+}
+
+// TestEvictionPolicyWarning: a volatile-* policy is warned about at start.
+func TestEvictionPolicyWarning(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, "--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru")
+	_, logs := service(t, redisEnv(t, srv, nil))
+	waitLog(t, logs, "maxmemory-policy=volatile-lru")
+}
+
+func waitLog(t *testing.T, logs interface{ String() string }, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log never said %q:\n%s", want, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+
