@@ -82,6 +82,11 @@ func newSvc(t *testing.T, pool limiter.Pool, opts ...option) *svc {
 	return &svc{h: web.New(cfg), pool: cp}
 }
 
+// newHandler is the service with the IP backstop off, for benchmarks.
+func newHandler(pool limiter.Pool, l limiter.Limit, lopts ...limiter.Option) http.Handler {
+	return web.New(web.Config{Limiter: limiter.New(pool, lopts...), Limit: l, Keys: [][]byte{key1}})
+}
+
 func sharedSvc(t *testing.T, opts ...option) *svc {
 	return newSvc(t, redistest.Shared(t).Pool(t), opts...)
 }
