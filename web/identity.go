@@ -7,7 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,6 +26,8 @@ const (
 	MinSecretLen = 32
 )
 
+var strict = base64.RawURLEncoding.Strict()
+
 // macDomain separates these MACs from any other use of the same key.
 var macDomain = []byte("floodgate identity v1\x00")
 
@@ -35,6 +40,7 @@ type identity [idLen]byte
 // rotate. A codec is immutable and safe for concurrent use.
 type codec struct {
 	keys [][]byte
+	macs []sync.Pool // per key: reusable HMAC states
 }
 
 func newCodec(keys [][]byte) (*codec, error) {
@@ -46,21 +52,30 @@ func newCodec(keys [][]byte) (*codec, error) {
 			return nil, errors.New("web: a signing key is shorter than 32 bytes")
 		}
 	}
-	return &codec{keys: keys}, nil
+	c := &codec{keys: keys, macs: make([]sync.Pool, len(keys))}
+	for i, k := range keys {
+		c.macs[i].New = func() any { return hmac.New(sha256.New, k) }
+	}
+	return c, nil
 }
 
-func (c *codec) mac(key []byte, id identity) []byte {
-	m := hmac.New(sha256.New, key)
+// mac computes the MAC of id under key i into out.
+func (c *codec) mac(i int, id identity, out *[macLen]byte) {
+	m := c.macs[i].Get().(hash.Hash)
+	m.Reset()
 	m.Write(macDomain)
 	m.Write(id[:])
-	return m.Sum(nil)
+	m.Sum(out[:0])
+	c.macs[i].Put(m)
 }
 
 // encode returns the cookie value for id, signed with the current key.
 func (c *codec) encode(id identity) string {
 	var raw [idLen + macLen]byte
+	var mac [macLen]byte
 	copy(raw[:], id[:])
-	copy(raw[idLen:], c.mac(c.keys[0], id))
+	c.mac(0, id, &mac)
+	copy(raw[idLen:], mac[:])
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
 
@@ -73,13 +88,17 @@ func (c *codec) decode(value string) (id identity, current, ok bool) {
 		return id, false, false
 	}
 	var raw [idLen + macLen]byte
-	n, err := base64.RawURLEncoding.Strict().Decode(raw[:], []byte(value))
+	var in [cookieLen]byte
+	copy(in[:], value)
+	n, err := strict.Decode(raw[:], in[:])
 	if err != nil || n != len(raw) {
 		return id, false, false
 	}
 	copy(id[:], raw[:idLen])
-	for i, k := range c.keys {
-		if hmac.Equal(raw[idLen:], c.mac(k, id)) {
+	var mac [macLen]byte
+	for i := range c.keys {
+		c.mac(i, id, &mac)
+		if hmac.Equal(raw[idLen:], mac[:]) {
 			return id, i == 0, true
 		}
 	}
@@ -113,4 +132,23 @@ func setCookie(w http.ResponseWriter, value string, secure bool) {
 		Secure:   secure,
 		SameSite: http.SameSiteLaxMode,
 	})
+}
+
+// cookieValue returns the value of the first identity cookie in r's Cookie
+// headers, as r.Cookie would, without parsing (and allocating for) the
+// others. Values are checked by codec.decode, which takes only exact-length
+// base64url, so no unquoting is needed here.
+func cookieValue(r *http.Request) (string, bool) {
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			name, val, ok := strings.Cut(part, "=")
+			if ok && name == CookieName {
+				return val, true
+			}
+		}
+	}
+	return "", false
 }

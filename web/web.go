@@ -18,6 +18,7 @@ package web
 import (
 	"context"
 	"embed"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -64,14 +65,8 @@ type server struct {
 	log     *slog.Logger
 	metrics *metrics
 	errs    *errLog
+	limit   *httplimit.Enforcer
 }
-
-type ctxKey int
-
-const (
-	identityKey ctxKey = iota
-	clientKey
-)
 
 // New returns the service's router. It panics on an invalid Config: a
 // missing Limiter, an invalid Limit, or a missing or short key.
@@ -92,40 +87,62 @@ func New(cfg Config) http.Handler {
 	s := &server{cfg: cfg, codec: codec, log: cfg.Logger, metrics: newMetrics()}
 	s.errs = newErrLog(cfg.Logger, 10*time.Second)
 
-	rules := []httplimit.Rule{{Name: "user", Limit: cfg.Limit, Key: userKey}}
-	if !cfg.IPLimit.IsZero() {
-		rules = append(rules, httplimit.Rule{Name: "ip", Limit: cfg.IPLimit, Key: s.ipKey})
-	}
-	limit := httplimit.New(httplimit.Config{
+	s.limit = httplimit.NewEnforcer(httplimit.Config{
 		Limiter:  cfg.Limiter,
-		Rules:    rules,
 		FailMode: cfg.FailMode,
 		OnError:  s.onError,
 		Observe:  s.observe,
 	})
 
 	r := chi.NewRouter()
-	r.Use(s.logRequests, securityHeaders, s.identify)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
-	r.Get("/readyz", s.readyz)
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	r.With(requireIdentity).Method(http.MethodGet, "/api/ping", limit(http.HandlerFunc(pong)))
-	files, err := fs.Sub(static, "static")
-	if err != nil {
-		panic(err) // the embedded tree is fixed at build time
-	}
-	r.Method(http.MethodGet, "/*", cacheStatic(http.FileServerFS(files)))
+	r.Use(s.logRequests, securityHeaders)
+	// /api/ping verifies the identity itself; every other route issues one
+	// when the request lacks a valid cookie.
+	r.Get("/api/ping", s.ping)
+	r.Group(func(r chi.Router) {
+		r.Use(s.identify)
+		r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok") })
+		r.Get("/readyz", s.readyz)
+		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+		files, err := fs.Sub(static, "static")
+		if err != nil {
+			panic(err) // the embedded tree is fixed at build time
+		}
+		r.Method(http.MethodGet, "/*", cacheStatic(http.FileServerFS(files)))
+	})
 	return r
 }
 
-func pong(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "PONG") }
+// ping is GET /api/ping: 406 without a valid identity (a fresh cookie is
+// set, so a browser's next try works, as in the tutorial), else the identity
+// and the client IP are decided together and an allowed request gets PONG.
+func (s *server) ping(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.identity(w, r)
+	if !ok {
+		writeText(w, http.StatusNotAcceptable, "Not Acceptable: no valid user-limiter cookie; one has been set, so try again")
+		return
+	}
+	var buf [2]limiter.Request
+	reqs := append(buf[:0], limiter.Request{Key: id.hash(), Limit: s.cfg.Limit, N: 1})
+	if !s.cfg.IPLimit.IsZero() {
+		a, err := s.client(r)
+		if err != nil {
+			writeText(w, http.StatusBadRequest, "Bad Request: "+err.Error())
+			return
+		}
+		reqs = append(reqs, limiter.Request{Key: ipKey(a), Limit: s.cfg.IPLimit, N: 1})
+	}
+	if s.limit.Enforce(w, r, reqs...) {
+		writeText(w, http.StatusOK, "PONG")
+	}
+}
 
 func writeText(w http.ResponseWriter, code int, body string) {
 	h := w.Header()
 	h["Content-Type"] = textPlain
 	h["Cache-Control"] = noStore
 	w.WriteHeader(code)
-	_, _ = w.Write([]byte(body))
+	_, _ = io.WriteString(w, body)
 }
 
 var (
@@ -133,53 +150,31 @@ var (
 	noStore   = []string{"no-store"}
 )
 
-// identify verifies the identity cookie, putting the identity in the
-// request's context, and issues a fresh cookie when there is no valid one
-// (or re-issues one signed under a previous key).
+// identity verifies the request's identity cookie. Without a valid one it
+// issues a fresh cookie and reports false; a cookie signed under a previous
+// key is issued again under the current one.
+func (s *server) identity(w http.ResponseWriter, r *http.Request) (identity, bool) {
+	if v, ok := cookieValue(r); ok {
+		if id, current, ok := s.codec.decode(v); ok {
+			if !current {
+				setCookie(w, s.codec.encode(id), s.isHTTPS(r))
+			}
+			return id, true
+		}
+		s.metrics.rejected.Inc()
+	}
+	setCookie(w, s.codec.encode(newIdentity()), s.isHTTPS(r))
+	s.metrics.issued.Inc()
+	return identity{}, false
+}
+
+// identify gives every response an identity cookie when the request has no
+// valid one.
 func (s *server) identify(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		secure := s.isHTTPS(r)
-		if c, err := r.Cookie(CookieName); err == nil {
-			if id, current, ok := s.codec.decode(c.Value); ok {
-				if !current {
-					setCookie(w, s.codec.encode(id), secure)
-				}
-				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey, id)))
-				return
-			}
-			s.metrics.rejected.Inc()
-		}
-		setCookie(w, s.codec.encode(newIdentity()), secure)
-		s.metrics.issued.Inc()
+		s.identity(w, r)
 		next.ServeHTTP(w, r)
 	})
-}
-
-// requireIdentity answers 406 Not Acceptable to a request without a valid
-// identity, as the tutorial does; identify has already set a fresh cookie, so
-// a browser's next try works.
-func requireIdentity(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := r.Context().Value(identityKey).(identity); !ok {
-			writeText(w, http.StatusNotAcceptable, "Not Acceptable: no valid user-limiter cookie; one has been set, so try again")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// userKey is the limiter key of the request's identity: its hash.
-func userKey(r *http.Request) (string, error) {
-	id, _ := r.Context().Value(identityKey).(identity)
-	return id.hash(), nil
-}
-
-func (s *server) ipKey(r *http.Request) (string, error) {
-	a, err := s.client(r)
-	if err != nil {
-		return "", err
-	}
-	return ipKey(a), nil
 }
 
 func (s *server) client(r *http.Request) (netip.Addr, error) {
@@ -199,10 +194,10 @@ func (s *server) isHTTPS(r *http.Request) bool {
 	return len(v) > 0 && v[len(v)-1] == "https"
 }
 
-func (s *server) onError(r *http.Request, err error) {
+// onError counts and logs a limiter error; key is the identity's hash.
+func (s *server) onError(r *http.Request, key string, err error) {
 	s.metrics.errors.Inc()
-	id, _ := r.Context().Value(identityKey).(identity)
-	s.errs.record(r.Context(), err, id.hash())
+	s.errs.record(r.Context(), err, key)
 }
 
 func (s *server) observe(_ *http.Request, o httplimit.Outcome, took time.Duration) {

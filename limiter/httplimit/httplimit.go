@@ -99,8 +99,9 @@ type Config struct {
 	Rules   []Rule
 	// FailMode applies to limiter errors; the zero value is FailOpen.
 	FailMode FailMode
-	// OnError, if set, is told of every limiter error (for logging).
-	OnError func(r *http.Request, err error)
+	// OnError, if set, is told of every limiter error (for logging), with
+	// the limiter key of the request's first rule.
+	OnError func(r *http.Request, key string, err error)
 	// Observe, if set, is told the outcome of every decision and how long the
 	// limiter took (for metrics).
 	Observe func(r *http.Request, o Outcome, took time.Duration)
@@ -113,8 +114,8 @@ type Config struct {
 // Limiter or no Rules, or a Rule without Key or with an invalid Limit: those
 // are programming errors.
 func New(cfg Config) func(http.Handler) http.Handler {
-	if cfg.Limiter == nil || len(cfg.Rules) == 0 {
-		panic("httplimit: New needs a Limiter and at least one Rule")
+	if len(cfg.Rules) == 0 {
+		panic("httplimit: New needs at least one Rule")
 	}
 	for _, r := range cfg.Rules {
 		if r.Key == nil {
@@ -124,69 +125,105 @@ func New(cfg Config) func(http.Handler) http.Handler {
 			panic("httplimit: Rule " + r.Name + ": " + err.Error())
 		}
 	}
+	e := NewEnforcer(cfg)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			reqs := make([]limiter.Request, len(cfg.Rules))
-			for i, rule := range cfg.Rules {
+			var buf [4]limiter.Request
+			reqs := buf[:0]
+			for _, rule := range cfg.Rules {
 				key, err := rule.Key(r)
 				if err != nil {
 					http.Error(w, "Bad Request: "+err.Error(), http.StatusBadRequest)
 					return
 				}
-				reqs[i] = limiter.Request{Key: key, Limit: rule.Limit, N: 1}
+				reqs = append(reqs, limiter.Request{Key: key, Limit: rule.Limit, N: 1})
 			}
-			// A limit already known spent refuses the request locally, without
-			// Redis and without spending the other limits.
-			for _, req := range reqs {
-				if res, ok := cfg.Limiter.Denied(req.Key, req.Limit); ok {
-					WriteHeaders(w.Header(), res)
-					if cfg.Observe != nil {
-						cfg.Observe(r, Denied, 0)
-					}
-					WriteDenied(w, r, res, cfg.Denied)
-					return
-				}
+			if e.Enforce(w, r, reqs...) {
+				next.ServeHTTP(w, r)
 			}
-			start := time.Now()
-			results, err := cfg.Limiter.AllowAll(r.Context(), reqs...)
-			took := time.Since(start)
-			if err != nil {
-				o := Fail(w, r, cfg.FailMode, err, cfg.OnError)
-				if cfg.Observe != nil {
-					cfg.Observe(r, o, took)
-				}
-				if o == FailedOpen {
-					next.ServeHTTP(w, r)
-				}
-				return
-			}
-			res := Binding(results)
-			WriteHeaders(w.Header(), res)
-			o := Allowed
-			if !res.Allowed {
-				o = Denied
-			}
-			if cfg.Observe != nil {
-				cfg.Observe(r, o, took)
-			}
-			if !res.Allowed {
-				WriteDenied(w, r, res, cfg.Denied)
-				return
-			}
-			next.ServeHTTP(w, r)
 		})
 	}
 }
 
+// Enforcer decides requests and answers those it refuses; it is the
+// middleware's engine, for handlers that build their limiter requests
+// themselves. It is safe for concurrent use.
+type Enforcer struct {
+	cfg Config
+}
+
+// NewEnforcer returns an Enforcer; cfg.Rules is not used. It panics without
+// a Limiter.
+func NewEnforcer(cfg Config) *Enforcer {
+	if cfg.Limiter == nil {
+		panic("httplimit: no Limiter")
+	}
+	return &Enforcer{cfg: cfg}
+}
+
+// Enforce decides reqs in one round trip (or locally, when one of them is
+// known to be spent) and reports whether the caller should serve the
+// request. When it returns false it has answered: 429 with the headers, or
+// 503 under FailClosed. When it returns true it has set the rate-limit
+// headers, unless the limiter failed under FailOpen.
+func (e *Enforcer) Enforce(w http.ResponseWriter, r *http.Request, reqs ...limiter.Request) bool {
+	cfg := &e.cfg
+	// A limit already known spent refuses the request locally, without
+	// Redis and without spending the other limits.
+	for _, req := range reqs {
+		if res, ok := cfg.Limiter.Denied(req.Key, req.Limit); ok {
+			WriteHeaders(w.Header(), res)
+			if cfg.Observe != nil {
+				cfg.Observe(r, Denied, 0)
+			}
+			WriteDenied(w, r, res, cfg.Denied)
+			return false
+		}
+	}
+	start := time.Now()
+	var res limiter.Result
+	var err error
+	if len(reqs) == 1 {
+		res, err = cfg.Limiter.AllowN(r.Context(), reqs[0].Key, reqs[0].Limit, 1)
+	} else {
+		var results []limiter.Result
+		if results, err = cfg.Limiter.AllowAll(r.Context(), reqs...); err == nil {
+			res = Binding(results)
+		}
+	}
+	took := time.Since(start)
+	if err != nil {
+		// A request whose own client went away is not the limiter's failure
+		// to report, but it is answered the same way.
+		if cfg.OnError != nil && !errors.Is(r.Context().Err(), context.Canceled) {
+			cfg.OnError(r, reqs[0].Key, err)
+		}
+		o := Fail(w, cfg.FailMode)
+		if cfg.Observe != nil {
+			cfg.Observe(r, o, took)
+		}
+		return o == FailedOpen
+	}
+	WriteHeaders(w.Header(), res)
+	o := Allowed
+	if !res.Allowed {
+		o = Denied
+	}
+	if cfg.Observe != nil {
+		cfg.Observe(r, o, took)
+	}
+	if !res.Allowed {
+		WriteDenied(w, r, res, cfg.Denied)
+		return false
+	}
+	return true
+}
+
 // Fail applies mode to a limiter error: under FailClosed it answers 503 with
 // Retry-After: 1; under FailOpen it writes nothing and the caller serves the
-// request. It tells onError (if not nil) and returns the outcome. A request
-// whose own client went away is not the limiter's failure, but is answered
-// the same way.
-func Fail(w http.ResponseWriter, r *http.Request, mode FailMode, err error, onError func(*http.Request, error)) Outcome {
-	if onError != nil && !errors.Is(r.Context().Err(), context.Canceled) {
-		onError(r, err)
-	}
+// request. It returns the outcome. This is the one place the failure policy
+// is applied.
+func Fail(w http.ResponseWriter, mode FailMode) Outcome {
 	if mode == FailOpen {
 		return FailedOpen
 	}
