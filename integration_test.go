@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
+
 	"github.com/go-floodgate/floodgate/internal/redistest"
 )
 
@@ -396,4 +398,30 @@ func waitUp(t *testing.T, base string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("the service did not come up in 10s")
+}
+
+// TestMemoryPerIdentity: each identity costs Redis at most 100 bytes, its
+// key and the IP backstop's key alike (MEMORY USAGE on a Redis of the test's
+// own, so every requests.* key is the service's).
+func TestMemoryPerIdentity(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	base, _ := service(t, redisEnv(t, srv, nil))
+	b := browser(t)
+	get(t, b, base+"/")
+	if resp, _ := get(t, b, base+"/api/ping"); resp.StatusCode != 200 {
+		t.Fatalf("ping: %d", resp.StatusCode)
+	}
+	keys, err := redis.Strings(srv.Do(t, "KEYS", "requests.*"), nil)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("KEYS requests.* = %v, %v; want the identity's and the IP's", keys, err)
+	}
+	for _, k := range keys {
+		if n := srv.Int(t, "MEMORY", "USAGE", k); n > 100 {
+			t.Errorf("MEMORY USAGE %s = %d bytes, want <= 100", k, n)
+		}
+		if ttl := srv.Int(t, "PTTL", k); ttl <= 0 {
+			t.Errorf("%s has no expiry", k)
+		}
+	}
 }

@@ -6,43 +6,67 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/go-floodgate/floodgate/limiter"
+	"github.com/go-floodgate/floodgate/limiter/cluster"
+	"github.com/go-floodgate/floodgate/limiter/pipeline"
 )
 
 // backend is the Redis the service decides on, however it was found.
 type backend struct {
-	pool     limiter.Pool
+	pool     *switchPool
 	describe string // for the start-up log line; never holds a password
 	close    func()
 }
 
+// switchPool is a limiter.Pool whose Redis can change once, from a single
+// node's pipelining Mux to a Cluster, when cluster mode is detected after
+// start-up (Redis was down at boot). It is safe for concurrent use.
+type switchPool struct {
+	cur atomic.Value // poolBox
+}
+
+type poolBox struct{ limiter.Pool }
+
+func (p *switchPool) GetContext(ctx context.Context) (redis.Conn, error) {
+	return p.cur.Load().(poolBox).GetContext(ctx)
+}
+
+func (p *switchPool) set(pool limiter.Pool) { p.cur.Store(poolBox{pool}) }
+
 // openRedis connects to the Redis the configuration names, or starts an
-// embedded one when it names none. It does not wait for Redis: the service
-// starts while Redis is down and limits as soon as it answers.
+// embedded one when it names none. Decisions share REDIS_CONNS pipelined
+// connections (package pipeline); when the Redis is a cluster node the
+// service uses the cluster (package cluster) instead. It does not wait for
+// Redis: the service starts while Redis is down, and limits (and detects a
+// cluster) as soon as it answers.
 func openRedis(ctx context.Context, cfg config, log *slog.Logger) (*backend, error) {
 	dialOpts := []redis.DialOption{
-		redis.DialConnectTimeout(cfg.RedisTimeout),
 		// One tls.Config: redigo ignores DialTLSSkipVerify when a config is given.
 		redis.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.TLSSkipVerify}),
 	}
-	var dial func(ctx context.Context) (redis.Conn, error)
-	var describe string
-	var stop func()
+	var dial pipeline.DialFunc
+	var clusterAddr string // for cluster mode; "" when it cannot be
+	var clusterOpts []redis.DialOption
+	b := &backend{pool: &switchPool{}}
+	var stops []func()
 	switch {
 	case cfg.RedisURL != "":
-		u := cfg.RedisURL
-		dial = func(ctx context.Context) (redis.Conn, error) { return redis.DialURLContext(ctx, u, dialOpts...) }
-		describe = cfg.RedisSource + " " + redactURL(u)
+		dial = pipeline.DialURL(cfg.RedisURL, dialOpts...)
+		b.describe = cfg.RedisSource + " " + redactURL(cfg.RedisURL)
+		if addr, opts, err := cluster.ParseURL(cfg.RedisURL); err == nil {
+			clusterAddr, clusterOpts = addr, append(opts, dialOpts...)
+		}
 	case cfg.RedisAddr != "":
 		opts := append(dialOpts, redis.DialPassword(cfg.RedisPassword))
-		addr := cfg.RedisAddr
-		dial = func(ctx context.Context) (redis.Conn, error) { return redis.DialContext(ctx, "tcp", addr, opts...) }
-		describe = "REDIS_HOST " + addr
+		dial = pipeline.Dial("tcp", cfg.RedisAddr, opts...)
+		b.describe = "REDIS_HOST " + cfg.RedisAddr
+		clusterAddr, clusterOpts = cfg.RedisAddr, opts
 	default:
 		mr := miniredis.NewMiniRedis()
 		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
@@ -50,21 +74,93 @@ func openRedis(ctx context.Context, cfg config, log *slog.Logger) (*backend, err
 		}
 		log.Warn("NO REDIS CONFIGURED: using an embedded in-process Redis. Limits are per process: " +
 			"every instance counts on its own and counts are lost on restart. Set REDIS_URL for production.")
-		addr := mr.Addr()
-		dial = func(ctx context.Context) (redis.Conn, error) { return redis.DialContext(ctx, "tcp", addr) }
-		describe, stop = "embedded "+addr, mr.Close
+		dial = pipeline.Dial("tcp", mr.Addr())
+		b.describe = "embedded " + mr.Addr()
+		stops = append(stops, mr.Close)
 	}
-	pool := &redis.Pool{
-		MaxIdle:     cfg.RedisConns,
-		IdleTimeout: 5 * time.Minute,
-		DialContext: dial,
-	}
-	return &backend{pool: pool, describe: describe, close: func() {
-		pool.Close()
-		if stop != nil {
+	mux := pipeline.New(dial,
+		pipeline.WithConns(cfg.RedisConns),
+		// Dialing (TLS and AUTH included) may take longer than one decision's
+		// budget; decisions still give up at their budget.
+		pipeline.WithDialTimeout(max(cfg.RedisTimeout, 3*time.Second)),
+		pipeline.WithHangTimeout(max(2*cfg.RedisTimeout, 200*time.Millisecond)))
+	b.pool.set(mux)
+	stops = append(stops, func() { mux.Close() })
+
+	dctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var cl *cluster.Cluster
+	b.close = func() {
+		cancel()
+		<-done
+		if cl != nil {
+			cl.Close()
+		}
+		for _, stop := range stops {
 			stop()
 		}
-	}}, nil
+	}
+	if clusterAddr == "" {
+		close(done)
+		return b, nil
+	}
+	found := make(chan struct{})
+	go func() {
+		defer close(done)
+		cl = detectCluster(dctx, cfg, dial, clusterAddr, clusterOpts, log, found)
+		if cl != nil {
+			b.pool.set(cl)
+		}
+	}()
+	// Give a reachable Redis a moment to say what it is, so the first
+	// requests already go the right way; an unreachable one is asked again
+	// in the background.
+	select {
+	case <-found:
+	case <-time.After(2 * time.Second):
+	}
+	return b, nil
+}
+
+// detectCluster asks the Redis whether it is a cluster node, every second
+// until it answers, and returns a Cluster when it is one (nil otherwise, or
+// when ctx ends). It closes found once it knows.
+func detectCluster(ctx context.Context, cfg config, dial pipeline.DialFunc, addr string, opts []redis.DialOption,
+	log *slog.Logger, found chan<- struct{}) *cluster.Cluster {
+	defer close(found)
+	for {
+		is, err := isCluster(ctx, dial, max(cfg.RedisTimeout, time.Second))
+		if err == nil && !is {
+			return nil
+		}
+		if err == nil {
+			c, err := cluster.New(ctx, cluster.Config{
+				Addrs: []string{addr}, DialOptions: opts, MaxIdle: cfg.RedisConns,
+				ConnectTimeout: cfg.RedisTimeout, ReadTimeout: max(cfg.RedisTimeout, time.Second), WriteTimeout: max(cfg.RedisTimeout, time.Second),
+			})
+			if err == nil {
+				log.Info("redis is a cluster node: deciding on the cluster, each key on its slot's master")
+				return c
+			}
+			log.Warn("redis is a cluster node but the cluster could not be read; asking again", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func isCluster(ctx context.Context, dial pipeline.DialFunc, timeout time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := dial(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	return cluster.IsCluster(ctx, conn)
 }
 
 // redactURL drops the password from a Redis URL for logging.
@@ -84,6 +180,9 @@ func redactURL(u string) string {
 // Redis often refuses CONFIG; then there is nothing to read and nothing is
 // said beyond a debug line.
 func checkEviction(ctx context.Context, b *backend, log *slog.Logger) {
+	if strings.HasPrefix(b.describe, "embedded") {
+		return
+	}
 	for {
 		policy, err := evictionPolicy(ctx, b.pool)
 		if err == nil {
