@@ -2,6 +2,9 @@ package main
 
 import (
 	"io"
+	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,44 +69,154 @@ func copyEnv(m map[string]string) map[string]string {
 	return c
 }
 
-// TestBootWithoutRedis: the service starts while its Redis is down, serves
-// by the failure mode, says so in /readyz, and limits once Redis appears,
-// without a restart.
+// TestBootWithoutRedis: the service starts while its Redis is down or hung,
+// serves by the failure mode within the budget, says so in /readyz, and
+// limits once Redis is back, without a restart.
 func TestBootWithoutRedis(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		down, up    func(s *redistest.Server, t testing.TB)
+		wantLoadLog bool
+	}{
+		{"killed", (*redistest.Server).Kill, (*redistest.Server).Restart, true},
+		{"hung", (*redistest.Server).Pause, (*redistest.Server).Resume, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			tt.down(srv, t)
+			base, logs := service(t, redisEnv(t, srv, map[string]string{"RATE_LIMIT": "3"}))
+			b := browser(t)
+			get(t, b, base+"/")
+			for i := 0; i < 5; i++ {
+				start := time.Now()
+				resp, body := get(t, b, base+"/api/ping")
+				if took := time.Since(start); took > 300*time.Millisecond {
+					t.Errorf("request %d took %v with Redis %s; the budget is 100ms", i, took, tt.name)
+				}
+				if resp.StatusCode != 200 || body != "PONG" || resp.Header.Get("X-RateLimit-Limit") != "" {
+					t.Fatalf("Redis %s, FAIL_MODE=open: %d %q limit header %q; want 200 PONG without limit headers",
+						tt.name, resp.StatusCode, body, resp.Header.Get("X-RateLimit-Limit"))
+				}
+			}
+			if resp, _ := get(t, b, base+"/readyz"); resp.StatusCode != 503 {
+				t.Fatalf("/readyz with Redis %s: %d", tt.name, resp.StatusCode)
+			}
+			tt.up(srv, t)
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				resp, _ := get(t, b, base+"/readyz")
+				if resp.StatusCode == 200 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("/readyz not 200 5s after Redis came back")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			// Requests sent while Redis hung may still reach it when it
+			// resumes, so count from a fresh window.
+			b2 := browser(t)
+			get(t, b2, base+"/")
+			for i, want := range []int{200, 200, 200, 429} {
+				resp, _ := get(t, b2, base+"/api/ping")
+				if resp.StatusCode != want || resp.Header.Get("X-RateLimit-Limit") != "3" {
+					t.Fatalf("after Redis came back, request %d: %d limit %q; want %d with limit headers", i, resp.StatusCode, resp.Header.Get("X-RateLimit-Limit"), want)
+				}
+			}
+			if tt.wantLoadLog {
+				waitLog(t, logs, "decision script loaded")
+			}
+		})
+	}
+}
+
+// TestRedisPaused: with Redis hung mid-run, every answer comes within the
+// budget plus slack, per the failure mode, never 429; after it resumes,
+// decisions are right again, and neither goroutines nor Redis connections
+// have grown.
+func TestRedisPaused(t *testing.T) {
 	srv := redistest.Start(t)
-	srv.Kill(t)
-	base, logs := service(t, redisEnv(t, srv, map[string]string{"RATE_LIMIT": "3"}))
-	b := browser(t)
-	get(t, b, base+"/")
-	for i := 0; i < 5; i++ {
-		resp, body := get(t, b, base+"/api/ping")
-		if resp.StatusCode != 200 || body != "PONG" || resp.Header.Get("X-RateLimit-Limit") != "" {
-			t.Fatalf("Redis down, FAIL_MODE=open: %d %q limit header %q; want 200 PONG without limit headers",
-				resp.StatusCode, body, resp.Header.Get("X-RateLimit-Limit"))
+	for _, tt := range []struct {
+		mode string
+		code int
+	}{{"open", 200}, {"closed", 503}} {
+		t.Run(tt.mode, func(t *testing.T) {
+			base, _ := service(t, redisEnv(t, srv, map[string]string{"FAIL_MODE": tt.mode, "RATE_LIMIT": "1000", "IP_RATE_LIMIT": "0"}))
+			b := browser(t)
+			b.Transport = &http.Transport{MaxIdleConnsPerHost: 8}
+			get(t, b, base+"/")
+			for i := 0; i < 20; i++ {
+				get(t, b, base+"/api/ping")
+			}
+			b.CloseIdleConnections()
+			time.Sleep(100 * time.Millisecond)
+			goroutines := runtime.NumGoroutine()
+			clients := connectedClients(t, srv)
+
+			srv.Pause(t)
+			var wg sync.WaitGroup
+			var slow, wrong atomic.Int64
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 10; i++ {
+						start := time.Now()
+						resp, err := b.Get(base + "/api/ping")
+						took := time.Since(start)
+						if err != nil {
+							wrong.Add(1)
+							continue
+						}
+						resp.Body.Close()
+						if resp.StatusCode != tt.code {
+							wrong.Add(1)
+						}
+						if took > 100*time.Millisecond+100*time.Millisecond {
+							slow.Add(1)
+							t.Logf("answered after %v", took)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			srv.Resume(t)
+			if wrong.Load() != 0 || slow.Load() != 0 {
+				t.Errorf("while paused: %d wrong answers, %d slower than the budget plus 100ms", wrong.Load(), slow.Load())
+			}
+			// Decided by Redis again.
+			deadline := time.Now().Add(3 * time.Second)
+			for {
+				resp, _ := get(t, b, base+"/api/ping")
+				if resp.Header.Get("X-RateLimit-Limit") == "1000" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("not deciding 3s after Redis resumed")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			b.CloseIdleConnections()
+			time.Sleep(300 * time.Millisecond)
+			if g := runtime.NumGoroutine(); g > goroutines+5 {
+				t.Errorf("goroutines grew from %d to %d", goroutines, g)
+			}
+			if c := connectedClients(t, srv); c > clients+2 {
+				t.Errorf("Redis connections grew from %d to %d", clients, c)
+			}
+		})
+	}
+}
+
+func connectedClients(t *testing.T, srv *redistest.Server) int {
+	for _, l := range strings.Split(srv.String(t, "INFO", "clients"), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "connected_clients:"); ok {
+			n, _ := strconv.Atoi(v)
+			return n
 		}
 	}
-	if resp, _ := get(t, b, base+"/readyz"); resp.StatusCode != 503 {
-		t.Fatalf("/readyz with Redis down: %d", resp.StatusCode)
-	}
-	srv.Restart(t)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, _ := get(t, b, base+"/readyz")
-		if resp.StatusCode == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("/readyz not 200 5s after Redis started")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for i, want := range []int{200, 200, 200, 429} {
-		resp, _ := get(t, b, base+"/api/ping")
-		if resp.StatusCode != want || resp.Header.Get("X-RateLimit-Limit") != "3" {
-			t.Fatalf("after Redis started, request %d: %d limit %q; want %d with limit headers", i, resp.StatusCode, resp.Header.Get("X-RateLimit-Limit"), want)
-		}
-	}
-	waitLog(t, logs, "decision script loaded")
+	t.Fatal("no connected_clients in INFO clients")
+	return 0
 }
 
 // TestHealing: after SCRIPT FLUSH, and after Redis is killed and restarted on
