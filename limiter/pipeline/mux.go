@@ -286,11 +286,16 @@ type slot struct {
 // enqueue puts rs on the slot's live connection, if it has one.
 func (s *slot) enqueue(rs []*request) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pc == nil || s.m.closed.Load() {
+	pc := s.pc
+	if pc == nil || s.m.closed.Load() {
+		s.mu.Unlock()
 		return false
 	}
-	s.pc.enqueueLocked(rs, s.m.now())
+	inline := pc.enqueueLocked(rs, s.m.now(), true)
+	s.mu.Unlock()
+	if inline {
+		pc.writeInline(rs)
+	}
 	return true
 }
 
@@ -303,7 +308,7 @@ func (s *slot) enqueueOrDial(rs []*request) error {
 		return ErrClosed
 	}
 	if s.pc != nil {
-		s.pc.enqueueLocked(rs, s.m.now())
+		s.pc.enqueueLocked(rs, s.m.now(), false)
 		return nil
 	}
 	s.waiting = append(s.waiting, rs...)
@@ -378,7 +383,7 @@ func (s *slot) dial() {
 		live = append(live, r)
 	}
 	if len(live) > 0 {
-		pc.enqueueLocked(live, m.now())
+		pc.enqueueLocked(live, m.now(), false)
 	}
 	s.mu.Unlock()
 }

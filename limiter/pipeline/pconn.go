@@ -34,6 +34,8 @@ type pconn struct {
 	probing  bool       // the overdue head gets one last short read
 	cause    error      // why the Mux closed the connection (ErrClosed)
 	werr     error      // the writer's error
+	writing  bool       // the writer goroutine is sending a batch
+	inline   bool       // a caller is sending its own requests (see enqueueLocked)
 
 	written atomic.Uint64 // sequence number of the last request the writer sent
 	wake    chan struct{} // wq became non-empty
@@ -55,8 +57,16 @@ func newPconn(m *Mux, rc redis.Conn, nc *netConn) *pconn {
 	return pc
 }
 
-// enqueueLocked appends rs to the FIFO and the writer's queue. s.mu is held.
-func (pc *pconn) enqueueLocked(rs []*request, now int64) {
+// enqueueLocked appends rs to the FIFO and, unless the caller is to write
+// them itself, to the writer's queue. s.mu is held.
+//
+// On an idle connection (nothing in flight, nothing queued, nobody writing)
+// it returns true: the caller sends and flushes rs itself with writeInline,
+// which saves handing them to the writer goroutine and waking it, the one
+// cost a lone request would otherwise pay over a plain connection. Anything
+// enqueued meanwhile waits for the writer, which writeInline wakes.
+func (pc *pconn) enqueueLocked(rs []*request, now int64, mayInline bool) bool {
+	inline := mayInline && pc.fifo.n == 0 && len(pc.wq) == 0 && !pc.writing && !pc.inline
 	if pc.deadline.IsZero() {
 		// The reader was idle, blocked with no deadline: arm the hang
 		// deadline for the oldest request, which is the first of rs.
@@ -68,14 +78,51 @@ func (pc *pconn) enqueueLocked(rs []*request, now int64) {
 		r.seq = pc.seq
 		r.sent = now
 		pc.fifo.push(r)
-		pc.wq = append(pc.wq, r)
-	}
-	if wasEmpty {
-		select {
-		case pc.wake <- struct{}{}:
-		default:
+		if !inline {
+			pc.wq = append(pc.wq, r)
 		}
 	}
+	if inline {
+		pc.inline = true
+		return true
+	}
+	if wasEmpty && !pc.inline {
+		pc.wakeWriter()
+	}
+	return false
+}
+
+func (pc *pconn) wakeWriter() {
+	select {
+	case pc.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeInline sends and flushes rs, which enqueueLocked gave the caller to
+// write, then hands the connection back to the writer.
+func (pc *pconn) writeInline(rs []*request) {
+	defer func() {
+		pc.s.mu.Lock()
+		pc.inline = false
+		if len(pc.wq) > 0 {
+			pc.wakeWriter()
+		}
+		pc.s.mu.Unlock()
+	}()
+	for _, r := range rs {
+		if err := pc.rc.Send(r.cmd, r.args...); err != nil {
+			pc.writeFailed(err)
+			return
+		}
+		pc.written.Store(r.seq)
+	}
+	if err := pc.rc.Flush(); err != nil {
+		pc.writeFailed(err)
+		return
+	}
+	pc.m.flushes.Add(1)
+	pc.m.sent.Add(uint64(len(rs)))
 }
 
 func (pc *pconn) setDeadlineLocked(t time.Time) {
@@ -126,6 +173,11 @@ func (pc *pconn) writeLoop() {
 			return
 		}
 		s.mu.Lock()
+		if pc.inline {
+			// A caller is writing; it wakes the writer when it is done.
+			s.mu.Unlock()
+			continue
+		}
 		if pc.fifo.n > len(pc.wq) {
 			// Requests are in flight, so their callers are about to be
 			// answered and send more: let the goroutines ready to run
@@ -139,6 +191,7 @@ func (pc *pconn) writeLoop() {
 			s.mu.Lock()
 		}
 		batch, pc.wq = pc.wq, batch[:0]
+		pc.writing = len(batch) > 0
 		s.mu.Unlock()
 		if len(batch) == 0 {
 			continue
@@ -160,6 +213,12 @@ func (pc *pconn) writeLoop() {
 		}
 		pc.m.flushes.Add(1)
 		pc.m.sent.Add(uint64(n))
+		s.mu.Lock()
+		pc.writing = false
+		if len(pc.wq) > 0 {
+			pc.wakeWriter()
+		}
+		s.mu.Unlock()
 	}
 }
 
@@ -238,6 +297,17 @@ func (pc *pconn) fail(err error) {
 	pc.close()
 	close(pc.stop)
 	<-pc.wdone // the writer no longer touches any request
+	// Nor may a caller writing inline: its writes fail fast on the closed
+	// connection.
+	for {
+		s.mu.Lock()
+		busy := pc.inline
+		s.mu.Unlock()
+		if !busy {
+			break
+		}
+		runtime.Gosched()
+	}
 
 	switch {
 	case cause != nil:
