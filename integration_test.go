@@ -425,3 +425,39 @@ func TestMemoryPerIdentity(t *testing.T) {
 		}
 	}
 }
+
+// TestOversizedRequests: headers beyond the server's bound are refused with
+// 431 and a large body with 4xx, cheaply, and the service keeps serving.
+func TestOversizedRequests(t *testing.T) {
+	t.Parallel()
+	base, _ := service(t, redisEnv(t, redistest.Shared(t), nil))
+	tests := []struct {
+		name   string
+		method string
+		header int // bytes of an extra header
+		body   int // bytes of body
+		want   int
+	}{
+		{"32 KB of headers", http.MethodGet, 32 << 10, 0, http.StatusRequestHeaderFieldsTooLarge},
+		{"1 MB body on ping", http.MethodPost, 0, 1 << 20, http.StatusMethodNotAllowed},
+		{"1 MB body on the page", http.MethodPut, 0, 1 << 20, http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(tt.method, base+"/api/ping", strings.NewReader(strings.Repeat("x", tt.body)))
+		if tt.header > 0 {
+			req.Header.Set("X-Padding", strings.Repeat("p", tt.header))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, resp.StatusCode, tt.want)
+		}
+	}
+	if resp, _ := get(t, browser(t), base+"/healthz"); resp.StatusCode != 200 {
+		t.Fatalf("after oversized requests /healthz answered %d", resp.StatusCode)
+	}
+}

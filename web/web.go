@@ -95,7 +95,7 @@ func New(cfg Config) http.Handler {
 	})
 
 	r := chi.NewRouter()
-	r.Use(s.logRequests, securityHeaders)
+	r.Use(s.logRequests, securityHeaders, limitBody)
 	// /api/ping verifies the identity itself; every other route issues one
 	// when the request lacks a valid cookie.
 	r.Get("/api/ping", s.ping)
@@ -235,6 +235,21 @@ var (
 	referrer = []string{"no-referrer"}
 	deny     = []string{"DENY"}
 )
+
+// MaxBodyBytes bounds a request body: no route reads one, so a client
+// cannot make the service buffer more than this.
+const MaxBodyBytes = 4 << 10
+
+// limitBody caps request bodies at MaxBodyBytes. Requests without a body,
+// all of this service's proper ones, pass untouched and cost nothing.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 func cacheStatic(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -79,7 +79,7 @@ h=$(awk '$1=="healthz"{print $2}' "$work/cells" | median)
 a=$(awk '$1=="ping-allowed"{print $2}' "$work/cells" | median)
 f=$(awk '$1=="ping-flood"{print $2}' "$work/cells" | median)
 echo
-echo "machine: $(nproc) cores, $(sed -n 's/^model name *: //p' /proc/cpuinfo | head -1); $(go version | cut -d' ' -f3); $(redis-server --version | cut -d' ' -f3)"
+echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1); $(go version | cut -d' ' -f3); $(redis-server --version | cut -d' ' -f3)"
 echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds (medians), $IDENTITIES identities for the allowed load"
 echo
 echo "| what | requests/s | ratio to /healthz | goal |"
