@@ -22,7 +22,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -73,6 +72,12 @@ type server struct {
 func New(cfg Config) http.Handler {
 	if cfg.Limiter == nil {
 		panic("web: Config.Limiter is nil")
+	}
+	if err := cfg.Limit.Validate(); err != nil {
+		panic("web: Config.Limit: " + err.Error())
+	}
+	if err := cfg.IPLimit.Validate(); err != nil && !cfg.IPLimit.IsZero() {
+		panic("web: Config.IPLimit: " + err.Error())
 	}
 	codec, err := newCodec(cfg.Keys)
 	if err != nil {
@@ -125,7 +130,7 @@ func (s *server) ping(w http.ResponseWriter, r *http.Request) {
 	var buf [2]limiter.Request
 	reqs := append(buf[:0], limiter.Request{Key: id.hash(), Limit: s.cfg.Limit, N: 1})
 	if !s.cfg.IPLimit.IsZero() {
-		a, err := s.client(r)
+		a, err := clientIP(r, s.cfg.TrustedProxyHops)
 		if err != nil {
 			writeText(w, http.StatusBadRequest, "Bad Request: "+err.Error())
 			return
@@ -177,10 +182,6 @@ func (s *server) identify(next http.Handler) http.Handler {
 	})
 }
 
-func (s *server) client(r *http.Request) (netip.Addr, error) {
-	return clientIP(r, s.cfg.TrustedProxyHops)
-}
-
 // isHTTPS reports whether the request came over HTTPS: directly, or as a
 // trusted proxy says in X-Forwarded-Proto.
 func (s *server) isHTTPS(r *http.Request) bool {
@@ -202,7 +203,9 @@ func (s *server) onError(r *http.Request, key string, err error) {
 
 func (s *server) observe(_ *http.Request, o httplimit.Outcome, took time.Duration) {
 	s.metrics.byOutcome[o].Inc()
-	s.metrics.latency.Observe(took.Seconds())
+	if took > 0 { // 0: answered by the deny cache, without Redis
+		s.metrics.latency.Observe(took.Seconds())
+	}
 }
 
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {

@@ -103,7 +103,8 @@ type Config struct {
 	// the limiter key of the request's first rule.
 	OnError func(r *http.Request, key string, err error)
 	// Observe, if set, is told the outcome of every decision and how long the
-	// limiter took (for metrics).
+	// limiter took (for metrics); took is 0 for a request refused by the
+	// limiter's deny cache, without Redis.
 	Observe func(r *http.Request, o Outcome, took time.Duration)
 	// Denied, if set, writes the 429 response's body after the headers are
 	// set; by default the body is "Too Many Requests".
