@@ -135,10 +135,15 @@ func (s *Server) waitReady(d time.Duration) error {
 
 func (s *Server) signal(sig syscall.Signal) error {
 	if s.res != nil {
+		id := s.res.Container.ID
 		if sig == syscall.SIGSTOP {
-			return s.pool.Client.PauseContainer(s.res.Container.ID)
+			return s.pool.Client.PauseContainer(id)
 		}
-		return s.pool.Client.UnpauseContainer(s.res.Container.ID)
+		err := s.pool.Client.UnpauseContainer(id)
+		if err != nil && strings.Contains(err.Error(), "is not paused") {
+			return nil // resumed already: Resume is idempotent
+		}
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
