@@ -4,7 +4,10 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"net/url"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -97,23 +100,26 @@ func loadConfig(getenv func(string) string) (config, error) {
 	for _, name := range []string{"REDIS_URL", "REDISCLOUD_URL"} {
 		if v := str(name, ""); v != "" {
 			u, err := url.Parse(v)
-			if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			switch {
+			case err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Hostname() == "":
 				bad(name, "want a redis:// or rediss:// URL with a host")
+			case u.Port() != "" && !validPort(u.Port()):
+				bad(name, "the port is not a number from 1 to 65535")
+			case !dbPath.MatchString(u.EscapedPath()):
+				bad(name, "the path must be empty or a database number, such as /0")
 			}
 			c.RedisURL, c.RedisSource = v, name
 			break
 		}
 	}
-	if c.RedisURL == "" {
-		if host := str("REDIS_HOST", ""); host != "" {
-			port := integer("REDIS_PORT", 6379, 1, 65535)
-			c.RedisAddr = host + ":" + strconv.Itoa(port)
-			if strings.ContainsAny(host, "/ ") {
-				bad("REDIS_HOST", "%q is not a host name", host)
-			}
-			c.RedisPassword = getenv("REDIS_PASSWORD")
-			c.RedisSource = "REDIS_HOST"
+	port := integer("REDIS_PORT", 6379, 1, 65535)
+	if host := str("REDIS_HOST", ""); host != "" && c.RedisURL == "" {
+		if !validHost(host) {
+			bad("REDIS_HOST", "%q is not a host name or IP address (put the port in REDIS_PORT)", host)
 		}
+		c.RedisAddr = net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port))
+		c.RedisPassword = getenv("REDIS_PASSWORD")
+		c.RedisSource = "REDIS_HOST"
 	}
 	c.TLSSkipVerify = boolean("REDIS_TLS_SKIP_VERIFY")
 	c.RedisTimeout = duration("REDIS_TIMEOUT", 100*time.Millisecond, time.Millisecond, time.Minute)
@@ -121,6 +127,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 
 	count := integer("RATE_LIMIT", 10, 1, 1<<30)
 	window := duration("RATE_WINDOW", 10*time.Second, time.Millisecond, 366*24*time.Hour)
+	if window%time.Millisecond != 0 {
+		bad("RATE_WINDOW", "%v is not a whole number of milliseconds", window)
+	}
 	c.Limit = limiter.Per(count, window)
 	if ip := integer("IP_RATE_LIMIT", 10*count, 0, 1<<30); ip > 0 {
 		c.IPLimit = limiter.Per(ip, window)
@@ -165,4 +174,35 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
 	}
 	return c, nil
+}
+
+// dbPath is what redigo accepts as a Redis URL's path: nothing, or a
+// database number.
+var dbPath = regexp.MustCompile(`^(/\d*)?$`)
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+// validHost accepts a DNS name or an IP address (IPv6 with or without
+// brackets), and nothing with a port, a path or spaces.
+func validHost(h string) bool {
+	if a, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+		return a.Zone() == "" || !strings.ContainsAny(a.Zone(), "/ ")
+	}
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -25,6 +25,12 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal, a second one ends the process at once
+		// rather than waiting for the graceful shutdown.
+		<-ctx.Done()
+		stop()
+	}()
 	if err := run(ctx, os.Getenv, os.Stderr, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "floodgate:", err)
 		os.Exit(1)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -197,7 +198,8 @@ func checkEviction(ctx context.Context, b *backend, log *slog.Logger) {
 			}
 			return
 		}
-		if strings.Contains(err.Error(), "ERR") { // refused, or CONFIG renamed away
+		var rerr redis.Error
+		if errors.As(err, &rerr) { // refused (ACL, CONFIG renamed away): final
 			log.Debug("cannot read redis maxmemory-policy", "err", err)
 			return
 		}
@@ -223,7 +225,7 @@ func evictionPolicy(ctx context.Context, pool limiter.Pool) (string, error) {
 	}
 	p, ok := kv["maxmemory-policy"]
 	if !ok {
-		return "", fmt.Errorf("ERR no maxmemory-policy in CONFIG GET's reply")
+		return "", redis.Error("ERR no maxmemory-policy in CONFIG GET's reply")
 	}
 	return p, nil
 }

@@ -18,7 +18,7 @@ func TestDenyCacheBounded(t *testing.T) {
 	l := PerSecond(1)
 	until := time.Now().Add(time.Hour)
 	for i := 0; i < 200000; i++ {
-		c.put(strconv.Itoa(i), l, until)
+		c.put(strconv.Itoa(i), l, time.Now(), until)
 	}
 	if n := c.len(); n > size+denyShards || n < size/2 {
 		t.Fatalf("after 200k puts the cache holds %d entries, want about %d and never more than %d", n, size, size+denyShards)
@@ -30,7 +30,7 @@ func TestDenyCacheEntries(t *testing.T) {
 	c := newDenyCache(100)
 	now := time.Now()
 	l := PerSecond(5)
-	c.put("k", l, now.Add(time.Second))
+	c.put("k", l, now, now.Add(time.Second))
 	tests := []struct {
 		name  string
 		key   string
@@ -55,9 +55,18 @@ func TestDenyCacheEntries(t *testing.T) {
 			t.Errorf("%s: got %+v, want a denial with %v left", tt.name, res, tt.left)
 		}
 	}
-	c.remove("k")
+	c.reset("k", now.Add(time.Millisecond))
 	if _, ok := c.get("k", l, now); ok {
-		t.Error("hit after remove")
+		t.Error("hit after reset")
+	}
+	// A decision sent before the reset cannot put the entry back.
+	c.put("k", l, now, now.Add(time.Second))
+	if _, ok := c.get("k", l, now); ok {
+		t.Error("a decision from before the reset put its denial back")
+	}
+	c.put("k", l, now.Add(2*time.Millisecond), now.Add(time.Second))
+	if _, ok := c.get("k", l, now.Add(2*time.Millisecond)); !ok {
+		t.Error("a decision from after the reset was not cached")
 	}
 }
 
@@ -108,7 +117,7 @@ func TestDenyCacheExact(t *testing.T) {
 		// A real clock has passed no time; move Redis's to the window's end
 		// and the cache's with it by waiting out the cache entry.
 		mr.FastForward(l.Period)
-		cached.denied.remove(DefaultPrefix + "k")
+		cached.denied.reset(DefaultPrefix+"k", time.Now())
 	}
 	// Reset clears the local entry.
 	for i := 0; i < 4; i++ {

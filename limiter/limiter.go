@@ -44,6 +44,8 @@ type Limiter struct {
 	denied  *denyCache // nil when off
 }
 
+// A Limiter's zero value is not usable; New is the only constructor.
+
 // Option configures a Limiter in New.
 type Option func(*Limiter)
 
@@ -55,11 +57,15 @@ func WithPrefix(prefix string) Option { return func(l *Limiter) { l.prefix = pre
 // leaves the bound to the caller's context alone.
 func WithTimeout(d time.Duration) Option { return func(l *Limiter) { l.timeout = d } }
 
-// WithDenyCache keeps, in this process, up to size keys whose window is
-// spent, and denies their requests locally until the window resets, without
-// asking Redis: a flood from one key over its limit then costs Redis one call
-// per window per process. The answer is exactly Redis's (see Reset for the
-// one exception). size <= 0 turns the cache off, which is the default.
+// WithDenyCache keeps, in this process, up to about size keys (rounded up to
+// a multiple of 32) whose window is spent, and denies their requests locally
+// until the window resets, without asking Redis: a flood from one key over
+// its limit then costs Redis about one call per window per process. The
+// answer is Redis's as long as the counter lives out its window in Redis: a
+// counter lost early (Redis restarted without persistence, FLUSHDB, eviction,
+// or Reset called by another process) is still denied here until the window
+// it had would have ended. size <= 0 turns the cache off, which is the
+// default.
 func WithDenyCache(size int) Option {
 	return func(l *Limiter) {
 		l.denied = nil
@@ -178,7 +184,7 @@ func (l *Limiter) cachedDenial(full string, limit Limit, n int, now time.Time) (
 // remember caches a spent window, from a decision sent at start.
 func (l *Limiter) remember(full string, res Result, start time.Time) {
 	if l.denied != nil && res.Remaining == 0 && res.ResetAfter > 0 {
-		l.denied.put(full, res.Limit, start.Add(res.ResetAfter))
+		l.denied.put(full, res.Limit, start, start.Add(res.ResetAfter))
 	}
 }
 
@@ -277,8 +283,9 @@ func (l *Limiter) AllowAll(ctx context.Context, reqs ...Request) ([]Result, erro
 }
 
 // Reset deletes key's counter, so that its next request starts a new window.
-// It also forgets key's entry in this Limiter's deny cache; other processes'
-// caches keep denying it until the window they saw resets.
+// It also forgets key's entry in this Limiter's deny cache (and ignores
+// denials of key from decisions sent before it); other processes' caches
+// keep denying it until the window they saw resets.
 func (l *Limiter) Reset(ctx context.Context, key string) error {
 	if key == "" {
 		return fmt.Errorf("limiter: reset: empty key: %w", ErrInvalid)
@@ -286,8 +293,12 @@ func (l *Limiter) Reset(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("limiter: reset: %w", err)
 	}
+	full := l.prefix + key
 	if l.denied != nil {
-		l.denied.remove(l.prefix + key)
+		// Forgotten before the DEL, so no request waits on the old entry,
+		// and fenced, so a decision sent before this Reset cannot put it
+		// back when its reply comes in after.
+		l.denied.reset(full, time.Now())
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
@@ -296,7 +307,7 @@ func (l *Limiter) Reset(ctx context.Context, key string) error {
 		return fmt.Errorf("limiter: reset: get connection: %w", err)
 	}
 	defer conn.Close()
-	if _, err := redis.DoContext(conn, ctx, "DEL", l.prefix+key); err != nil {
+	if _, err := redis.DoContext(conn, ctx, "DEL", full); err != nil {
 		return fmt.Errorf("limiter: reset: %w", err)
 	}
 	return nil

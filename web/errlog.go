@@ -27,7 +27,8 @@ func newErrLog(log *slog.Logger, interval time.Duration) *errLog {
 	return &errLog{log: log, interval: interval, seen: make(map[string]int)}
 }
 
-// record notes one error for the identity hashed as keyHash.
+// record notes one error for the identity hashed as keyHash (or the route
+// that met it).
 func (e *errLog) record(ctx context.Context, err error, keyHash string) {
 	msg := err.Error()
 	now := time.Now()

@@ -22,6 +22,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -191,8 +192,16 @@ func (s *server) isHTTPS(r *http.Request) bool {
 	if s.cfg.TrustedProxyHops == 0 {
 		return false
 	}
+	// The last value, as the proxy next to us set or appended it.
 	v := r.Header.Values("X-Forwarded-Proto")
-	return len(v) > 0 && v[len(v)-1] == "https"
+	if len(v) == 0 {
+		return false
+	}
+	last := v[len(v)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	return strings.EqualFold(strings.TrimSpace(last), "https")
 }
 
 // onError counts and logs a limiter error; key is the identity's hash.
@@ -212,7 +221,10 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
 	if err := s.cfg.Ready(ctx); err != nil {
-		writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+		// The reason goes to the log, not to whoever asked: it names
+		// internal addresses.
+		s.errs.record(r.Context(), err, "readyz")
+		writeText(w, http.StatusServiceUnavailable, "not ready: Redis does not answer")
 		return
 	}
 	writeText(w, http.StatusOK, "ready")

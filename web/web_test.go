@@ -199,6 +199,8 @@ func TestCookieAttributes(t *testing.T) {
 		{"direct https", req{path: "/", tls: true}, 0, true},
 		{"https from a trusted proxy", req{path: "/", headers: map[string]string{"X-Forwarded-Proto": "https"}}, 1, true},
 		{"X-Forwarded-Proto without a trusted proxy", req{path: "/", headers: map[string]string{"X-Forwarded-Proto": "https"}}, 0, false},
+		{"appended X-Forwarded-Proto, last https", req{path: "/", headers: map[string]string{"X-Forwarded-Proto": "http, https"}}, 1, true},
+		{"appended X-Forwarded-Proto, last http", req{path: "/", headers: map[string]string{"X-Forwarded-Proto": "https, http"}}, 1, false},
 		{"api", req{}, 0, false},
 		{"health", req{path: "/healthz"}, 0, false},
 	}
@@ -444,8 +446,8 @@ func TestFailureModes(t *testing.T) {
 		if (body(resp) == "PONG") != tt.pongBody {
 			t.Errorf("%v: body PONG = %v, want %v", tt.mode, !tt.pongBody, tt.pongBody)
 		}
-		if resp := s.do(req{path: "/readyz"}); resp.StatusCode != tt.readyCode {
-			t.Errorf("%v: /readyz %d, want %d", tt.mode, resp.StatusCode, tt.readyCode)
+		if resp := s.do(req{path: "/readyz"}); resp.StatusCode != tt.readyCode || strings.Contains(body(resp), down.Error()) {
+			t.Errorf("%v: /readyz %d, want %d, and no internal error in its body", tt.mode, resp.StatusCode, tt.readyCode)
 		}
 		if m := body(s.do(req{path: "/metrics"})); !strings.Contains(m, `floodgate_decisions_total{outcome="`+tt.outcome+`"} 1`) ||
 			!strings.Contains(m, "floodgate_limiter_errors_total 1") {

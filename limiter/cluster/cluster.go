@@ -296,9 +296,9 @@ func ParseURL(rawurl string) (addr string, opts []redis.DialOption, err error) {
 	if u.Opaque != "" {
 		return "", nil, errors.New("cluster: URL: opaque, want redis://host:port")
 	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil {
-		host, port = u.Host, "6379"
+	host, port := u.Hostname(), u.Port() // both without IPv6 brackets
+	if port == "" {
+		port = "6379"
 	}
 	if host == "" {
 		host = "localhost"

@@ -21,6 +21,8 @@ func TestParseURL(t *testing.T) {
 		{"redis://:s3cret@h:6380", "h:6380", 2, ""},
 		{"rediss://user:s3cret@h:6380/0", "h:6380", 3, ""},
 		{"redis://s3cret@h:6380/", "h:6380", 2, ""}, // redis-cli's password-only form
+		{"redis://[::1]", "[::1]:6379", 1, ""},
+		{"redis://[::1]:7001", "[::1]:7001", 1, ""},
 		{"redis://h:6380/2", "", 0, "only database 0"},
 		{"redis://h:6380/x", "", 0, "not a database number"},
 		{"http://h:6380", "", 0, "scheme"},

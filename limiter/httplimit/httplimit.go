@@ -168,6 +168,9 @@ func NewEnforcer(cfg Config) *Enforcer {
 // 503 under FailClosed. When it returns true it has set the rate-limit
 // headers, unless the limiter failed under FailOpen.
 func (e *Enforcer) Enforce(w http.ResponseWriter, r *http.Request, reqs ...limiter.Request) bool {
+	if len(reqs) == 0 {
+		panic("httplimit: Enforce with no requests")
+	}
 	cfg := &e.cfg
 	// A limit already known spent refuses the request locally, without
 	// Redis and without spending the other limits.
@@ -185,7 +188,11 @@ func (e *Enforcer) Enforce(w http.ResponseWriter, r *http.Request, reqs ...limit
 	var res limiter.Result
 	var err error
 	if len(reqs) == 1 {
-		res, err = cfg.Limiter.AllowN(r.Context(), reqs[0].Key, reqs[0].Limit, 1)
+		n := reqs[0].N
+		if n == 0 {
+			n = 1 // as AllowAll counts it
+		}
+		res, err = cfg.Limiter.AllowN(r.Context(), reqs[0].Key, reqs[0].Limit, n)
 	} else {
 		var results []limiter.Result
 		if results, err = cfg.Limiter.AllowAll(r.Context(), reqs...); err == nil {
@@ -260,7 +267,8 @@ func Binding(results []limiter.Result) limiter.Result {
 // WriteHeaders sets X-RateLimit-Limit, X-RateLimit-Remaining and
 // X-RateLimit-Reset (whole seconds until the window resets, rounded up) from
 // res, and Retry-After (whole seconds, rounded up, at least 1) when res is a
-// denial.
+// denial. The values of small numbers are shared, preallocated slices:
+// replace a header's value (Header.Set) rather than edit it in place.
 func WriteHeaders(h http.Header, res limiter.Result) {
 	h["X-Ratelimit-Limit"] = itoa(res.Limit.Count)
 	h["X-Ratelimit-Remaining"] = itoa(res.Remaining)

@@ -135,3 +135,32 @@ func TestNewPanicsOnMisuse(t *testing.T) {
 		}()
 	}
 }
+
+// TestEnforceCost: a request's cost counts the same with one rule as with
+// several, and a zero cost counts as 1.
+func TestEnforceCost(t *testing.T) {
+	mr := miniredis.RunT(t)
+	pool := &redis.Pool{DialContext: func(ctx context.Context) (redis.Conn, error) {
+		return redis.DialContext(ctx, "tcp", mr.Addr())
+	}}
+	t.Cleanup(func() { pool.Close() })
+	e := httplimit.NewEnforcer(httplimit.Config{Limiter: limiter.New(pool)})
+	l := limiter.PerMinute(5)
+	steps := []struct {
+		reqs      []limiter.Request
+		remaining string
+	}{
+		{[]limiter.Request{{Key: "one", Limit: l, N: 3}}, "2"},
+		{[]limiter.Request{{Key: "one", Limit: l}}, "1"},
+		{[]limiter.Request{{Key: "two", Limit: l, N: 3}, {Key: "three", Limit: limiter.PerMinute(50), N: 3}}, "2"},
+	}
+	for i, s := range steps {
+		w := httptest.NewRecorder()
+		if !e.Enforce(w, httptest.NewRequest(http.MethodGet, "/", nil), s.reqs...) {
+			t.Fatalf("step %d: refused: %d", i, w.Code)
+		}
+		if got := w.Header().Get("X-RateLimit-Remaining"); got != s.remaining {
+			t.Errorf("step %d: Remaining %q, want %q", i, got, s.remaining)
+		}
+	}
+}

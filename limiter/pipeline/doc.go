@@ -18,7 +18,9 @@
 // for company, so a lone request is written at once, and requests that arrive
 // while a write is under way go out together in the next one. (On an idle
 // connection, with nothing in flight or queued, the caller writes its own
-// request rather than waking the writer.) Its reader reads
+// request rather than waking the writer; such a write is bounded by the hang
+// timeout rather than by the caller's context, which matters only for a
+// command too large for the socket's buffer.) Its reader reads
 // replies and hands each to the request at the head of the connection's FIFO;
 // a request joins that FIFO before it is written. The reader reads all the
 // time, even when nothing is pending, so a connection that Redis closed (a

@@ -174,7 +174,8 @@ func (pc *pconn) writeLoop() {
 		}
 		s.mu.Lock()
 		if pc.inline {
-			// A caller is writing; it wakes the writer when it is done.
+			// A caller is writing (the writer was woken by a stale
+			// signal); it wakes the writer when it is done.
 			s.mu.Unlock()
 			continue
 		}
@@ -189,6 +190,13 @@ func (pc *pconn) writeLoop() {
 			s.mu.Unlock()
 			runtime.Gosched()
 			s.mu.Lock()
+			if pc.inline {
+				// Cannot happen while wq is non-empty (an inline write
+				// needs an empty queue), but two writers on one
+				// connection would corrupt its stream: never risk it.
+				s.mu.Unlock()
+				continue
+			}
 		}
 		batch, pc.wq = pc.wq, batch[:0]
 		pc.writing = len(batch) > 0
