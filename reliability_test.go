@@ -373,3 +373,44 @@ func TestClusterService(t *testing.T) {
 		t.Errorf("MOVED or CROSSSLOT in the log:\n%s", logs.String())
 	}
 }
+
+// TestFailover: the configured address is a replica (as the old master's
+// address is after a failover, before the switch) and then becomes a master
+// with an empty script cache: while it refuses writes, requests are served
+// by the failure mode, never 429 nor an error status; within a second of the
+// promotion, decisions are exact again.
+func TestFailover(t *testing.T) {
+	primary := redistest.Start(t)
+	host, port, _ := strings.Cut(primary.Addr, ":")
+	replica := redistest.Start(t, "--replicaof", host, port)
+	base, _ := service(t, redisEnv(t, replica, map[string]string{"RATE_LIMIT": "5", "RATE_WINDOW": "1m", "IP_RATE_LIMIT": "0"}))
+	b := browser(t)
+	get(t, b, base+"/")
+	for i := 0; i < 3; i++ {
+		resp, body := get(t, b, base+"/api/ping")
+		if resp.StatusCode != 200 || body != "PONG" || resp.Header.Get("X-RateLimit-Limit") != "" {
+			t.Fatalf("on a read-only replica: %d %q limit %q; want fail-open 200 without headers", resp.StatusCode, body, resp.Header.Get("X-RateLimit-Limit"))
+		}
+	}
+	replica.Do(t, "REPLICAOF", "NO", "ONE")
+	replica.Do(t, "SCRIPT", "FLUSH")
+	promoted := time.Now()
+	for {
+		resp, _ := get(t, b, base+"/api/ping")
+		if resp.Header.Get("X-RateLimit-Limit") == "5" {
+			if resp.StatusCode != 200 || resp.Header.Get("X-RateLimit-Remaining") != "4" {
+				t.Fatalf("first decision after the promotion: %d Remaining %q", resp.StatusCode, resp.Header.Get("X-RateLimit-Remaining"))
+			}
+			break
+		}
+		if time.Since(promoted) > time.Second {
+			t.Fatal("not deciding a second after the promotion")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i, want := range []int{200, 200, 200, 200, 429} {
+		if resp, _ := get(t, b, base+"/api/ping"); resp.StatusCode != want {
+			t.Fatalf("after the promotion, request %d: %d, want %d", i+2, resp.StatusCode, want)
+		}
+	}
+}
