@@ -40,6 +40,38 @@ func (p *switchPool) GetContext(ctx context.Context) (redis.Conn, error) {
 
 func (p *switchPool) set(pool limiter.Pool) { p.cur.Store(poolBox{pool}) }
 
+// doTimeouter is the optional method by which a limiter.Pool runs one
+// command without a connection handle or a derived context; the pipelining
+// Mux has it.
+type doTimeouter interface {
+	DoTimeout(ctx context.Context, timeout time.Duration, cmd string, args ...interface{}) (interface{}, error)
+}
+
+var _ doTimeouter = (*pipeline.Mux)(nil)
+
+// DoTimeout runs one command on the current pool, bounded by ctx and by
+// timeout (zero: by ctx alone): through the pool's own DoTimeout when it has
+// one (the Mux), else on a connection from GetContext under a derived
+// context (the Cluster). The Limiter uses it for single decisions, so that
+// decisions over the Mux keep its cheaper budget through this wrapper.
+func (p *switchPool) DoTimeout(ctx context.Context, timeout time.Duration, cmd string, args ...interface{}) (interface{}, error) {
+	pool := p.cur.Load().(poolBox).Pool
+	if d, ok := pool.(doTimeouter); ok {
+		return d.DoTimeout(ctx, timeout, cmd, args...)
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	conn, err := pool.GetContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("get connection: %w", err)
+	}
+	defer conn.Close()
+	return redis.DoContext(conn, ctx, cmd, args...)
+}
+
 // openRedis connects to the Redis the configuration names, or starts an
 // embedded one when it names none. Decisions share REDIS_CONNS pipelined
 // connections (package pipeline); when the Redis is a cluster node the

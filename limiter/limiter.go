@@ -23,7 +23,12 @@ var ErrInvalid = errors.New("invalid input")
 // Pool is the one method a Limiter needs of a connection pool. *redis.Pool has
 // it, and so do the pipelining Mux and the cluster adapter of floodgate's
 // sub-packages. The connection it returns must support redigo's
-// ConnWithContext.
+// ConnWithContext. A Pool that also has the method
+//
+//	DoTimeout(ctx context.Context, timeout time.Duration, cmd string, args ...interface{}) (interface{}, error)
+//
+// (the Mux has it) runs AllowN's command through it, bounded by the
+// Limiter's timeout, instead of a connection under a derived context.
 type Pool interface {
 	GetContext(ctx context.Context) (redis.Conn, error)
 }
@@ -35,10 +40,28 @@ var _ Pool = (*redis.Pool)(nil)
 // restarted or flushed Redis heals on the next call.
 var fixedWindow = redis.NewScript(scripts.FixedWindowKeys, scripts.FixedWindow)
 
+// The constant arguments of the script's EVALSHA and EVAL, boxed once.
+var (
+	fixedWindowHash interface{} = fixedWindow.Hash()
+	fixedWindowSrc  interface{} = scripts.FixedWindow
+	fixedWindowKeys interface{} = scripts.FixedWindowKeys
+)
+
+// directPool is an optional interface of a Pool: one command without a
+// connection handle, bounded by ctx and by timeout (zero: by ctx alone)
+// without deriving a context. *pipeline.Mux has it. AllowN uses it when the
+// Pool has it, which saves the handle, the derived context and its timer on
+// every decision; the error of a call cut short must wrap ctx's error or
+// context.DeadlineExceeded, as DoContext's would.
+type directPool interface {
+	DoTimeout(ctx context.Context, timeout time.Duration, cmd string, args ...interface{}) (interface{}, error)
+}
+
 // Limiter decides fixed-window rate limits on Redis. It is safe for concurrent
 // use by many goroutines; build it with New.
 type Limiter struct {
 	pool    Pool
+	direct  directPool // pool, when it has DoTimeout; else nil
 	prefix  string
 	timeout time.Duration
 	denied  *denyCache // nil when off
@@ -85,6 +108,7 @@ func New(pool Pool, opts ...Option) *Limiter {
 	for _, o := range opts {
 		o(l)
 	}
+	l.direct, _ = pool.(directPool)
 	return l
 }
 
@@ -146,22 +170,52 @@ func (l *Limiter) AllowN(ctx context.Context, key string, limit Limit, n int) (R
 	if res, ok := l.cachedDenial(full, limit, n, start); ok {
 		return res, nil
 	}
-	ctx, cancel := l.withTimeout(ctx)
-	defer cancel()
-	conn, err := l.pool.GetContext(ctx)
+	reply, err := l.eval(ctx, full, limit, n, start)
 	if err != nil {
-		return Result{}, fmt.Errorf("limiter: get connection: %w", err)
-	}
-	reply, err := fixedWindow.DoContext(ctx, conn, full, limit.Count, limit.periodMillis(), n)
-	conn.Close()
-	if err != nil {
-		return Result{}, fmt.Errorf("limiter: eval: %w", err)
+		return Result{}, err
 	}
 	res, err := decode(reply, limit, n)
 	if err == nil {
 		l.remember(full, res, start)
 	}
 	return res, err
+}
+
+// eval runs the decision script for one request, sent at start, and returns
+// its reply. Errors carry the "limiter: " prefix.
+func (l *Limiter) eval(ctx context.Context, full string, limit Limit, n int, start time.Time) (interface{}, error) {
+	if l.direct == nil {
+		ctx, cancel := l.withTimeout(ctx)
+		defer cancel()
+		conn, err := l.pool.GetContext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("limiter: get connection: %w", err)
+		}
+		defer conn.Close()
+		reply, err := fixedWindow.DoContext(ctx, conn, full, limit.Count, limit.periodMillis(), n)
+		if err != nil {
+			return nil, fmt.Errorf("limiter: eval: %w", err)
+		}
+		return reply, nil
+	}
+	// What redis.Script.DoContext does, over the pool's DoTimeout: EVALSHA,
+	// then EVAL when Redis lost the script, both within one budget.
+	args := []interface{}{fixedWindowHash, fixedWindowKeys, full, limit.Count, limit.periodMillis(), n}
+	reply, err := l.direct.DoTimeout(ctx, l.timeout, "EVALSHA", args...)
+	if e, ok := err.(redis.Error); ok && strings.HasPrefix(string(e), "NOSCRIPT ") {
+		timeout := l.timeout
+		if timeout > 0 {
+			if timeout -= time.Since(start); timeout <= 0 {
+				return nil, fmt.Errorf("limiter: eval: %w", context.DeadlineExceeded)
+			}
+		}
+		args[0] = fixedWindowSrc
+		reply, err = l.direct.DoTimeout(ctx, timeout, "EVAL", args...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("limiter: eval: %w", err)
+	}
+	return reply, nil
 }
 
 // Denied reports, from this Limiter's deny cache alone and without Redis,
@@ -313,8 +367,13 @@ func (l *Limiter) Reset(ctx context.Context, key string) error {
 	return nil
 }
 
+// withTimeout bounds ctx by the Limiter's timeout, unless ctx already ends
+// first.
 func (l *Limiter) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if l.timeout <= 0 {
+		return ctx, func() {}
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= l.timeout {
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, l.timeout)

@@ -27,14 +27,10 @@ type Result struct {
 // decode turns the script's reply {count, ttl} into a Result for a call of
 // cost n under limit l.
 func decode(reply interface{}, l Limit, n int) (Result, error) {
-	vals, err := redis.Int64s(reply, nil)
+	count, ttl, err := replyPair(reply)
 	if err != nil {
-		return Result{}, fmt.Errorf("limiter: decode reply: %w", err)
+		return Result{}, err
 	}
-	if len(vals) != 2 {
-		return Result{}, fmt.Errorf("limiter: decode reply: got %d values, want 2", len(vals))
-	}
-	count, ttl := vals[0], vals[1]
 	if ttl < 0 {
 		return Result{}, fmt.Errorf("limiter: decode reply: negative ttl %d", ttl)
 	}
@@ -52,4 +48,24 @@ func decode(reply interface{}, l Limit, n int) (Result, error) {
 		res.Remaining = int(rem)
 	}
 	return res, nil
+}
+
+// replyPair reads the script's reply, two integers, without allocating in
+// the usual case.
+func replyPair(reply interface{}) (count, ttl int64, err error) {
+	if vs, ok := reply.([]interface{}); ok && len(vs) == 2 {
+		c, ok1 := vs[0].(int64)
+		t, ok2 := vs[1].(int64)
+		if ok1 && ok2 {
+			return c, t, nil
+		}
+	}
+	vals, err := redis.Int64s(reply, nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("limiter: decode reply: %w", err)
+	}
+	if len(vals) != 2 {
+		return 0, 0, fmt.Errorf("limiter: decode reply: got %d values, want 2", len(vals))
+	}
+	return vals[0], vals[1], nil
 }

@@ -18,7 +18,7 @@ var (
 var (
 	errConnClosed     = errors.New("pipeline: connection closed")
 	errNothingPending = errors.New("pipeline: Receive with no command sent")
-	errEmptyCommand   = errors.New("pipeline: Send with an empty command")
+	errEmptyCommand   = errors.New("pipeline: empty command")
 )
 
 // conn is the handle GetContext returns: redigo's connection interface over
@@ -226,23 +226,12 @@ func (c *conn) ReceiveContext(ctx context.Context) (interface{}, error) {
 // await waits for r's reply or for ctx to end. Anything but a Redis error
 // reply breaks the handle.
 func (c *conn) await(ctx context.Context, r *request) (interface{}, error) {
-	if done := ctx.Done(); done == nil {
-		<-r.done // a context that never ends
-	} else {
-		select {
-		case <-r.done:
-		case <-done:
-			if r.abandon() {
-				err := fmt.Errorf("pipeline: %w", ctx.Err())
-				c.abandonAll()
-				c.err = err
-				return nil, err
-			}
-			<-r.done
-		}
+	reply, err, gaveUp := c.m.wait(ctx, 0, r)
+	if gaveUp {
+		c.abandonAll()
+		c.err = err
+		return nil, err
 	}
-	reply, err := r.reply, r.err
-	c.m.release(r)
 	if err != nil {
 		if _, ok := err.(redis.Error); !ok {
 			c.abandonAll()

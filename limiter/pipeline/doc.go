@@ -47,8 +47,8 @@
 //
 // Requests honour their contexts: a call whose context ends returns the
 // context's error at once, and its reply, when it comes, is dropped. No
-// goroutine or timer is started per request; requests and their reply
-// channels are pooled.
+// goroutine is started per request; requests, their reply channels and the
+// timers DoTimeout bounds them with are pooled.
 //
 // # Connections
 //
@@ -56,7 +56,11 @@
 // redis.ConnWithContext and redis.ConnWithTimeout. Do and DoContext send one
 // command through the Mux. Send queues commands in the handle, Flush submits
 // them together (they go out adjacent in one connection's stream) and Receive
-// returns their replies in order, which is what limiter.AllowAll does. A Redis
+// returns their replies in order, which is what limiter.AllowAll does. The
+// Mux's own DoTimeout sends one command without a handle, bounded by a
+// timeout without deriving a context from the caller's; limiter.AllowN uses
+// it, which spares each decision the handle, the derived context and its
+// timer. A Redis
 // error reply is returned as that command's redis.Error exactly as redigo's own
 // connection returns it, so redis.Script's EVALSHA-then-EVAL fallback works
 // unchanged. Because connections are shared, commands that change or block a

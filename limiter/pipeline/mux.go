@@ -178,6 +178,41 @@ func (m *Mux) GetContext(ctx context.Context) (redis.Conn, error) {
 	return &conn{m: m}, nil
 }
 
+// DoTimeout sends one command through the Mux and waits for its reply, for
+// ctx to end, or for timeout to pass, whichever comes first; zero means no
+// bound but ctx (and the hang timeout). It is GetContext, DoContext under
+// context.WithTimeout(ctx, timeout) and Close in one call, without the
+// handle or the derived context: limiter.Limiter uses it for single
+// decisions when its Pool has it. A call cut short returns an error wrapping
+// ctx's error, or context.DeadlineExceeded when timeout passed, and its reply
+// is dropped when it comes. A Redis error reply is returned as both the
+// reply and the error, as DoContext does. After Close it returns ErrClosed.
+func (m *Mux) DoTimeout(ctx context.Context, timeout time.Duration, cmd string, args ...interface{}) (interface{}, error) {
+	if m.closed.Load() {
+		return nil, ErrClosed
+	}
+	if cmd == "" {
+		return nil, errEmptyCommand
+	}
+	if err := checkCommand(cmd, args); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	r := m.newRequest(cmd, args)
+	one := [1]*request{r}
+	if err := m.submit(one[:]); err != nil {
+		m.release(r)
+		return nil, err
+	}
+	reply, err, _ := m.wait(ctx, timeout, r)
+	if e, ok := err.(redis.Error); ok {
+		return e, e
+	}
+	return reply, err
+}
+
 // Close closes every connection and answers every pending request with
 // ErrClosed, then waits for the Mux's goroutines to end. Later calls to
 // GetContext, and commands on handles got before, fail with ErrClosed. Close

@@ -479,3 +479,87 @@ func TestBatchAdjacent(t *testing.T) {
 		}
 	}
 }
+
+// TestDoTimeout: the handle-less DoTimeout answers as DoContext does, is
+// bounded by its timeout and by its context while Redis is busy, reuses its
+// pooled timers without stale ticks, and fails with ErrClosed after Close.
+func TestDoTimeout(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	m := newMux(t, srv)
+	ctx := ctxT(t)
+
+	for _, timeout := range []time.Duration{0, time.Second} {
+		got, err := redis.String(m.DoTimeout(ctx, timeout, "ECHO", "hello"))
+		if err != nil || got != "hello" {
+			t.Fatalf("ECHO with timeout %v: got %q, %v", timeout, got, err)
+		}
+	}
+	reply, err := m.DoTimeout(ctx, time.Second, "NOSUCHCOMMAND")
+	if e, ok := err.(redis.Error); !ok || reply != e {
+		t.Errorf("error reply: got %#v, %#v; want the redis.Error as both", reply, err)
+	}
+	if _, err := m.DoTimeout(ctx, time.Second, "SELECT", 1); !errors.Is(err, pipeline.ErrRefused) {
+		t.Errorf("SELECT: err %v, want ErrRefused", err)
+	}
+
+	// Redis busy for 300 ms in a script: the timeout, or the context when
+	// it ends first, cuts the wait short.
+	busy := make(chan error, 1)
+	go func() {
+		c, err := srv.DialContext(ctx)
+		if err != nil {
+			busy <- err
+			return
+		}
+		defer c.Close()
+		_, err = c.Do("EVAL", `local t = redis.call('TIME')
+local stop = t[1] * 1000000 + t[2] + 300000
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop
+return 1`, 0)
+		busy <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let the script start
+	const slack = 40 * time.Millisecond
+	start := time.Now()
+	if _, err := m.DoTimeout(ctx, 50*time.Millisecond, "PING"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("PING with Redis busy: err %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 50*time.Millisecond+slack {
+		t.Errorf("PING with a 50ms timeout took %v", d)
+	}
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	if _, err := m.DoTimeout(short, time.Second, "PING"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("PING with Redis busy and a 30ms context: err %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 30*time.Millisecond+slack {
+		t.Errorf("PING with a 30ms context took %v", d)
+	}
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
+
+	// The requests given up above come back to the pool with fired timers:
+	// no stale tick may cut a later call short.
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if _, err := m.DoTimeout(ctx, time.Second, "PING"); err != nil {
+					t.Errorf("PING after the busy spell: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	m.Close()
+	if _, err := m.DoTimeout(ctx, time.Second, "PING"); !errors.Is(err, pipeline.ErrClosed) {
+		t.Errorf("after Close: err %v, want ErrClosed", err)
+	}
+}

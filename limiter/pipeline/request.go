@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // A request's state: its caller waits, or its reply has been handed over, or
@@ -28,6 +30,7 @@ type request struct {
 
 	state atomic.Int32
 	done  chan struct{} // receives once when the reply is handed over
+	timer *time.Timer   // the waiter's budget (Mux.DoTimeout), made on first use
 }
 
 // newRequest takes a request from the pool and fills it in.
@@ -63,6 +66,47 @@ func (r *request) finish(m *Mux, reply interface{}, err error) {
 		return
 	}
 	m.release(r)
+}
+
+// wait waits for r's reply, for ctx to end, or for timeout to pass (zero:
+// no bound but ctx). The budget is a timer kept in r and pooled with it, so
+// it costs no allocation and no derived context. When the caller gives up
+// first, gaveUp is true and err says why, and r belongs to the Mux from then
+// on; otherwise r is released and its reply and error returned.
+func (m *Mux) wait(ctx context.Context, timeout time.Duration, r *request) (reply interface{}, err error, gaveUp bool) {
+	var expired <-chan time.Time
+	if timeout > 0 {
+		if r.timer == nil {
+			r.timer = time.NewTimer(timeout)
+		} else {
+			r.timer.Reset(timeout)
+		}
+		// Since Go 1.23 a stopped or reset timer delivers no stale tick,
+		// so the pooled timer is safe to reuse.
+		defer r.timer.Stop()
+		expired = r.timer.C
+	}
+	done := ctx.Done()
+	if done == nil && expired == nil {
+		<-r.done // a context that never ends
+	} else {
+		select {
+		case <-r.done:
+		case <-done:
+			if r.abandon() {
+				return nil, fmt.Errorf("pipeline: %w", ctx.Err()), true
+			}
+			<-r.done
+		case <-expired:
+			if r.abandon() {
+				return nil, fmt.Errorf("pipeline: %w", context.DeadlineExceeded), true
+			}
+			<-r.done
+		}
+	}
+	reply, err = r.reply, r.err
+	m.release(r)
+	return reply, err, false
 }
 
 // abandon is the caller giving up on r. It reports false when the reply was
