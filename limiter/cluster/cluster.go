@@ -210,8 +210,22 @@ func (c *Cluster) newPool(addr string, opts ...redis.DialOption) (*redis.Pool, e
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
 			return redis.DialContext(ctx, "tcp", addr, opts...)
 		},
+		// A connection idle for a while may be to a node that restarted
+		// since: PING it before a decision relies on it, so that the pool
+		// drops it and dials afresh instead of failing the decision.
+		TestOnBorrowContext: func(ctx context.Context, conn redis.Conn, lastUsed time.Time) error {
+			if time.Since(lastUsed) < idleCheck {
+				return nil
+			}
+			_, err := redis.DoContext(conn, ctx, "PING")
+			return err
+		},
 	}, nil
 }
+
+// idleCheck is how long a pooled connection may sit idle before it is
+// PINGed on its next use.
+const idleCheck = time.Second
 
 // directPool returns a pool to addr, which redirections use: redisc only
 // offers connections by slot, and the slot's node is what a redirection
