@@ -67,7 +67,7 @@ func (c *denyCache) get(key string, limit Limit, now time.Time) (Result, bool) {
 	if left <= 0 {
 		return Result{}, false
 	}
-	return Result{Limit: limit, ResetAfter: left, RetryAfter: left}, true
+	return Result{Limit: limit, ResetAfter: left, RetryAfter: left, Cached: true}, true
 }
 
 // put records that key's window under limit is spent until until, from a

@@ -22,6 +22,9 @@ type Result struct {
 	// RetryAfter is how long to wait before the same request can be allowed:
 	// 0 when Allowed, else the time until the window resets.
 	RetryAfter time.Duration
+	// Cached reports a denial answered by the Limiter's deny cache, without
+	// asking Redis (see WithDenyCache).
+	Cached bool
 }
 
 // decode turns the script's reply {count, ttl} into a Result for a call of

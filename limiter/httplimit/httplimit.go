@@ -172,16 +172,14 @@ func (e *Enforcer) Enforce(w http.ResponseWriter, r *http.Request, reqs ...limit
 		panic("httplimit: Enforce with no requests")
 	}
 	cfg := &e.cfg
-	// A limit already known spent refuses the request locally, without
-	// Redis and without spending the other limits.
-	for _, req := range reqs {
-		if res, ok := cfg.Limiter.Denied(req.Key, req.Limit); ok {
-			WriteHeaders(w.Header(), res)
-			if cfg.Observe != nil {
-				cfg.Observe(r, Denied, 0)
+	// With several limits, one already known spent refuses the request
+	// locally, without Redis and without spending the others. (A lone
+	// limit's AllowN consults the deny cache itself.)
+	if len(reqs) > 1 {
+		for _, req := range reqs {
+			if res, ok := cfg.Limiter.Denied(req.Key, req.Limit); ok {
+				return e.refuse(w, r, res, 0)
 			}
-			WriteDenied(w, r, res, cfg.Denied)
-			return false
 		}
 	}
 	start := time.Now()
@@ -212,19 +210,27 @@ func (e *Enforcer) Enforce(w http.ResponseWriter, r *http.Request, reqs ...limit
 		}
 		return o == FailedOpen
 	}
+	if res.Cached {
+		took = 0 // answered locally: no Redis time to observe
+	}
+	if !res.Allowed {
+		return e.refuse(w, r, res, took)
+	}
 	WriteHeaders(w.Header(), res)
-	o := Allowed
-	if !res.Allowed {
-		o = Denied
-	}
 	if cfg.Observe != nil {
-		cfg.Observe(r, o, took)
-	}
-	if !res.Allowed {
-		WriteDenied(w, r, res, cfg.Denied)
-		return false
+		cfg.Observe(r, Allowed, took)
 	}
 	return true
+}
+
+// refuse answers a denied request: the headers, then 429.
+func (e *Enforcer) refuse(w http.ResponseWriter, r *http.Request, res limiter.Result, took time.Duration) bool {
+	WriteHeaders(w.Header(), res)
+	if e.cfg.Observe != nil {
+		e.cfg.Observe(r, Denied, took)
+	}
+	WriteDenied(w, r, res, e.cfg.Denied)
+	return false
 }
 
 // Fail applies mode to a limiter error: under FailClosed it answers 503 with
