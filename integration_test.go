@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -469,5 +470,31 @@ func TestOversizedRequests(t *testing.T) {
 	}
 	if resp, _ := get(t, browser(t), base+"/healthz"); resp.StatusCode != 200 {
 		t.Fatalf("after oversized requests /healthz answered %d", resp.StatusCode)
+	}
+}
+
+// TestDebugLog: LOG_LEVEL=debug logs one JSON line per request, with the
+// route's pattern and never the client's bytes (path, cookie).
+func TestDebugLog(t *testing.T) {
+	t.Parallel()
+	base, logs := service(t, redisEnv(t, redistest.Shared(t), map[string]string{"LOG_LEVEL": "debug", "LOG_FORMAT": "json"}))
+	b := browser(t)
+	get(t, b, base+"/")
+	get(t, b, base+"/api/ping")
+	get(t, b, base+"/no/such/secret-path")
+	var cookie string
+	u, _ := url.Parse(base)
+	for _, c := range b.Jar.Cookies(u) {
+		cookie = c.Value
+	}
+	waitLog(t, logs, `"route":"/api/ping"`)
+	out := logs.String()
+	if n := strings.Count(out, `"msg":"request"`); n != 3 {
+		t.Errorf("%d request lines for 3 requests:\n%s", n, out)
+	}
+	for _, secret := range []string{cookie, "secret-path"} {
+		if secret != "" && strings.Contains(out, secret) {
+			t.Errorf("the log holds client bytes %q:\n%s", secret, out)
+		}
 	}
 }
