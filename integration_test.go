@@ -204,6 +204,12 @@ func TestIntegrationEmbeddedDefault(t *testing.T) {
 	if resp, _ := get(t, b, base+"/readyz"); resp.StatusCode != 200 {
 		t.Fatalf("/readyz: %d", resp.StatusCode)
 	}
+	_, metrics := get(t, b, base+"/metrics")
+	for _, want := range []string{`floodgate_decisions_total{outcome="allowed"} 10`, "floodgate_redis_connections ", "floodgate_redis_commands_total "} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 	time.Sleep(10 * time.Millisecond)
 	for _, want := range []string{"NO REDIS CONFIGURED", "per process", "SECRET_KEY is not set"} {
 		if !strings.Contains(logs.String(), want) {

@@ -71,6 +71,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer, list
 		Keys:             cfg.Keys,
 		TrustedProxyHops: cfg.ProxyHops,
 		Logger:           log,
+		Collectors:       backend.collectors(),
 	})
 	srv := &http.Server{
 		Handler:           handler,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/gomodule/redigo/redis"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/go-floodgate/floodgate/limiter"
 	"github.com/go-floodgate/floodgate/limiter/cluster"
@@ -23,6 +24,41 @@ type backend struct {
 	pool     *switchPool
 	describe string // for the start-up log line; never holds a password
 	close    func()
+	mux      *pipeline.Mux // the single node's connections
+}
+
+// collectors export the Mux's statistics on /metrics: its connections, the
+// ones lost, and how many commands each write to Redis carries.
+func (b *backend) collectors() []prometheus.Collector {
+	stat := func(f func(pipeline.Stats) float64) func() float64 {
+		return func() float64 { return f(b.mux.Stats()) }
+	}
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floodgate_redis_connections",
+			Help: "Live pipelined connections to Redis (single-node mode).",
+		}, stat(func(s pipeline.Stats) float64 { return float64(s.Conns) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floodgate_redis_pending_requests",
+			Help: "Requests sent to Redis and waiting for their replies.",
+		}, stat(func(s pipeline.Stats) float64 { return float64(s.Pending) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "floodgate_redis_connections_lost_total",
+			Help: "Connections to Redis given up after an error or a hang.",
+		}, stat(func(s pipeline.Stats) float64 { return float64(s.Lost) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "floodgate_redis_dial_errors_total",
+			Help: "Failed dials to Redis.",
+		}, stat(func(s pipeline.Stats) float64 { return float64(s.DialErrors) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "floodgate_redis_writes_total",
+			Help: "Writes to Redis; floodgate_redis_commands_total over this is the mean batch.",
+		}, stat(func(s pipeline.Stats) float64 { return float64(s.Flushes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "floodgate_redis_commands_total",
+			Help: "Commands sent to Redis through the pipelined connections.",
+		}, stat(func(s pipeline.Stats) float64 { return float64(s.Sent) })),
+	}
 }
 
 // switchPool is a limiter.Pool whose Redis can change once, from a single
@@ -118,6 +154,7 @@ func openRedis(ctx context.Context, cfg config, log *slog.Logger) (*backend, err
 		pipeline.WithDialTimeout(max(cfg.RedisTimeout, 3*time.Second)),
 		pipeline.WithHangTimeout(max(2*cfg.RedisTimeout, 200*time.Millisecond)))
 	b.pool.set(mux)
+	b.mux = mux
 	stops = append(stops, func() { mux.Close() })
 
 	dctx, cancel := context.WithCancel(ctx)

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/go-floodgate/floodgate/limiter"
@@ -57,6 +58,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Ready reports whether the service can decide; nil uses Limiter.Ping.
 	Ready func(ctx context.Context) error
+	// Collectors are registered on /metrics beside the service's own (such
+	// as the Redis connections' statistics).
+	Collectors []prometheus.Collector
 }
 
 type server struct {
@@ -91,6 +95,7 @@ func New(cfg Config) http.Handler {
 		cfg.Ready = cfg.Limiter.Ping
 	}
 	s := &server{cfg: cfg, codec: codec, log: cfg.Logger, metrics: newMetrics()}
+	s.metrics.reg.MustRegister(cfg.Collectors...)
 	s.errs = newErrLog(cfg.Logger, 10*time.Second)
 
 	s.limit = httplimit.NewEnforcer(httplimit.Config{
