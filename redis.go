@@ -68,45 +68,31 @@ type switchPool struct {
 	cur atomic.Value // poolBox
 }
 
-type poolBox struct{ limiter.Pool }
+// directPool is what both the Mux and the Cluster are: a limiter.Pool that
+// can also run one command bounded by a timeout, without a derived context
+// on the Mux (the Limiter uses it for single decisions).
+type directPool interface {
+	limiter.Pool
+	DoTimeout(ctx context.Context, timeout time.Duration, cmd string, args ...interface{}) (interface{}, error)
+}
+
+var (
+	_ directPool = (*pipeline.Mux)(nil)
+	_ directPool = (*cluster.Cluster)(nil)
+)
+
+type poolBox struct{ directPool }
 
 func (p *switchPool) GetContext(ctx context.Context) (redis.Conn, error) {
 	return p.cur.Load().(poolBox).GetContext(ctx)
 }
 
-func (p *switchPool) set(pool limiter.Pool) { p.cur.Store(poolBox{pool}) }
-
-// doTimeouter is the optional method by which a limiter.Pool runs one
-// command without a connection handle or a derived context; the pipelining
-// Mux has it.
-type doTimeouter interface {
-	DoTimeout(ctx context.Context, timeout time.Duration, cmd string, args ...interface{}) (interface{}, error)
-}
-
-var _ doTimeouter = (*pipeline.Mux)(nil)
-
-// DoTimeout runs one command on the current pool, bounded by ctx and by
-// timeout (zero: by ctx alone): through the pool's own DoTimeout when it has
-// one (the Mux), else on a connection from GetContext under a derived
-// context (the Cluster). The Limiter uses it for single decisions, so that
-// decisions over the Mux keep its cheaper budget through this wrapper.
+// DoTimeout runs one command on the current pool.
 func (p *switchPool) DoTimeout(ctx context.Context, timeout time.Duration, cmd string, args ...interface{}) (interface{}, error) {
-	pool := p.cur.Load().(poolBox).Pool
-	if d, ok := pool.(doTimeouter); ok {
-		return d.DoTimeout(ctx, timeout, cmd, args...)
-	}
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	conn, err := pool.GetContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("get connection: %w", err)
-	}
-	defer conn.Close()
-	return redis.DoContext(conn, ctx, cmd, args...)
+	return p.cur.Load().(poolBox).DoTimeout(ctx, timeout, cmd, args...)
 }
+
+func (p *switchPool) set(pool directPool) { p.cur.Store(poolBox{pool}) }
 
 // openRedis connects to the Redis the configuration names, or starts an
 // embedded one when it names none. Decisions share REDIS_CONNS pipelined

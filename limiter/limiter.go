@@ -27,7 +27,7 @@ var ErrInvalid = errors.New("invalid input")
 //
 //	DoTimeout(ctx context.Context, timeout time.Duration, cmd string, args ...interface{}) (interface{}, error)
 //
-// (the Mux has it) runs AllowN's command through it, bounded by the
+// (the Mux and the Cluster have it) runs AllowN's command through it, bounded by the
 // Limiter's timeout, instead of a connection under a derived context.
 type Pool interface {
 	GetContext(ctx context.Context) (redis.Conn, error)
@@ -49,7 +49,7 @@ var (
 
 // directPool is an optional interface of a Pool: one command without a
 // connection handle, bounded by ctx and by timeout (zero: by ctx alone)
-// without deriving a context. *pipeline.Mux has it. AllowN uses it when the
+// without deriving a context. *pipeline.Mux and *cluster.Cluster have it. AllowN uses it when the
 // Pool has it, which saves the handle, the derived context and its timer on
 // every decision; the error of a call cut short must wrap ctx's error or
 // context.DeadlineExceeded, as DoContext's would.

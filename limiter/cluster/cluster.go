@@ -176,6 +176,23 @@ func (c *Cluster) GetContext(ctx context.Context) (redis.Conn, error) {
 	return &conn{c: c, ctx: ctx}, nil
 }
 
+// DoTimeout runs one command, routed as on a connection from GetContext,
+// bounded by ctx and by timeout (zero: by ctx alone). It is the method by
+// which a limiter.Limiter runs a single decision.
+func (c *Cluster) DoTimeout(ctx context.Context, timeout time.Duration, cmd string, args ...interface{}) (interface{}, error) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	conn, err := c.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return redis.DoContext(conn, ctx, cmd, args...)
+}
+
 // Close closes every connection pool. Calls in flight finish on their own;
 // later ones fail with ErrClosed. Close is idempotent.
 func (c *Cluster) Close() error {
