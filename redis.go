@@ -27,37 +27,45 @@ type backend struct {
 	mux      *pipeline.Mux // the single node's connections
 }
 
-// collectors export the Mux's statistics on /metrics: its connections, the
-// ones lost, and how many commands each write to Redis carries.
+// collectors export the Mux's statistics on /metrics.
 func (b *backend) collectors() []prometheus.Collector {
-	stat := func(f func(pipeline.Stats) float64) func() float64 {
-		return func() float64 { return f(b.mux.Stats()) }
+	return []prometheus.Collector{muxCollector{b.mux}}
+}
+
+// muxCollector exports a Mux's Stats, read once per scrape: its connections,
+// the ones lost, and how many commands each write to Redis carries.
+type muxCollector struct{ mux *pipeline.Mux }
+
+// muxMetrics lists what muxCollector exports, each with its value in Stats.
+var muxMetrics = []struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(pipeline.Stats) float64
+}{
+	{prometheus.NewDesc("floodgate_redis_connections", "Live pipelined connections to Redis (single-node mode).", nil, nil),
+		prometheus.GaugeValue, func(s pipeline.Stats) float64 { return float64(s.Conns) }},
+	{prometheus.NewDesc("floodgate_redis_pending_requests", "Requests sent to Redis and waiting for their replies.", nil, nil),
+		prometheus.GaugeValue, func(s pipeline.Stats) float64 { return float64(s.Pending) }},
+	{prometheus.NewDesc("floodgate_redis_connections_lost_total", "Connections to Redis given up after an error or a hang.", nil, nil),
+		prometheus.CounterValue, func(s pipeline.Stats) float64 { return float64(s.Lost) }},
+	{prometheus.NewDesc("floodgate_redis_dial_errors_total", "Failed dials to Redis.", nil, nil),
+		prometheus.CounterValue, func(s pipeline.Stats) float64 { return float64(s.DialErrors) }},
+	{prometheus.NewDesc("floodgate_redis_writes_total", "Writes to Redis; floodgate_redis_commands_total over this is the mean batch.", nil, nil),
+		prometheus.CounterValue, func(s pipeline.Stats) float64 { return float64(s.Flushes) }},
+	{prometheus.NewDesc("floodgate_redis_commands_total", "Commands sent to Redis through the pipelined connections.", nil, nil),
+		prometheus.CounterValue, func(s pipeline.Stats) float64 { return float64(s.Sent) }},
+}
+
+func (muxCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range muxMetrics {
+		ch <- m.desc
 	}
-	return []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "floodgate_redis_connections",
-			Help: "Live pipelined connections to Redis (single-node mode).",
-		}, stat(func(s pipeline.Stats) float64 { return float64(s.Conns) })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "floodgate_redis_pending_requests",
-			Help: "Requests sent to Redis and waiting for their replies.",
-		}, stat(func(s pipeline.Stats) float64 { return float64(s.Pending) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "floodgate_redis_connections_lost_total",
-			Help: "Connections to Redis given up after an error or a hang.",
-		}, stat(func(s pipeline.Stats) float64 { return float64(s.Lost) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "floodgate_redis_dial_errors_total",
-			Help: "Failed dials to Redis.",
-		}, stat(func(s pipeline.Stats) float64 { return float64(s.DialErrors) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "floodgate_redis_writes_total",
-			Help: "Writes to Redis; floodgate_redis_commands_total over this is the mean batch.",
-		}, stat(func(s pipeline.Stats) float64 { return float64(s.Flushes) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "floodgate_redis_commands_total",
-			Help: "Commands sent to Redis through the pipelined connections.",
-		}, stat(func(s pipeline.Stats) float64 { return float64(s.Sent) })),
+}
+
+func (c muxCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.mux.Stats()
+	for _, m := range muxMetrics {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st))
 	}
 }
 
